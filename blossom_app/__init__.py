@@ -1,0 +1,3 @@
+"""BLOSSOM: block-wise multimodal federated learning on Flower."""
+
+__version__ = "0.1.0"

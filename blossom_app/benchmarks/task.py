@@ -1,0 +1,63 @@
+"""The dataset seam: what a benchmark declares so that one app can run it."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One input modality of a task.
+
+    ``shape`` is the per-example input shape, e.g. ``(128, 3)`` for 128 time
+    steps x 3 channels. ``column`` is the dataset column that holds it.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    column: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.column:
+            object.__setattr__(self, "column", self.name)
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything the app needs to know about one benchmark.
+
+    ``encoder`` builds the encoder of one modality: a module mapping
+    ``batch x *shape`` to ``batch x embed_dim``. ``source`` is where the data
+    comes from by default (a hub id, a local path, or ``embedded``), and
+    ``build_embedded`` writes the embedded dataset (``save_to_disk`` format)
+    into the given directory.
+    """
+
+    name: str
+    modalities: tuple[ModalitySpec, ...]
+    class_names: tuple[str, ...]
+    encoder: Callable[[ModalitySpec], nn.Module]
+    embed_dim: int
+    fusion_dim: int
+    head_hidden: int
+    source: str
+    label_column: str = "label"
+    group_column: str | None = None
+    build_embedded: Callable[[Path], None] | None = None
+    defaults: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(sorted(m.name for m in self.modalities))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def modality(self, name: str) -> ModalitySpec:
+        for spec in self.modalities:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)

@@ -1,0 +1,125 @@
+"""Blocks and aggregation policies.
+
+A block is a named group of parameters: ``encoder:<modality>``, ``fusion`` or
+``head``. This module is the only place that maps a parameter key to its block.
+A policy says which blocks are private (never leave the client); every other
+block is shared (averaged on the server).
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from flwr.app import ArrayRecord
+
+from .errors import ConfigError
+
+HEAD = "head"
+FUSION = "fusion"
+ENCODER_PREFIX = "encoder:"
+
+_KEY_PREFIXES = (("encoders.", ENCODER_PREFIX), ("fusion.", FUSION), ("head.", HEAD))
+
+
+def encoder_block(modality: str) -> str:
+    """Block name of a modality's encoder, e.g. ``encoder:acc``."""
+    return f"{ENCODER_PREFIX}{modality}"
+
+
+def block_of(key: str) -> str:
+    """Map a parameter key to its block.
+
+    ``encoders.acc.conv.0.weight`` -> ``encoder:acc``; ``fusion.score.weight`` ->
+    ``fusion``; ``head.0.bias`` -> ``head``. Prefixes match with their trailing
+    dot, so ``encoders.acc.`` never matches ``encoders.acc_watch.``.
+    """
+    for prefix, block in _KEY_PREFIXES:
+        if key.startswith(prefix):
+            if block != ENCODER_PREFIX:
+                return block
+            modality, dot, rest = key[len(prefix) :].partition(".")
+            if modality and dot and rest:
+                return encoder_block(modality)
+    raise ValueError(f"Parameter key {key!r} belongs to no block")
+
+
+def held_blocks(modalities: Iterable[str]) -> frozenset[str]:
+    """Blocks a client holding ``modalities`` has: its encoders, fusion, head."""
+    return frozenset({FUSION, HEAD, *(encoder_block(m) for m in modalities)})
+
+
+def format_modalities(modalities: Iterable[str]) -> str:
+    """A modality set as one string: sorted, ``+``-joined (``acc+gyro``)."""
+    return "+".join(sorted(modalities))
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which blocks stay on the client."""
+
+    name: str
+    private: frozenset[str]
+
+    def is_private_key(self, key: str) -> bool:
+        return block_of(key) in self.private
+
+    def shared_keys(self, keys: Iterable[str]) -> list[str]:
+        return [key for key in keys if not self.is_private_key(key)]
+
+    def private_keys(self, keys: Iterable[str]) -> list[str]:
+        return [key for key in keys if self.is_private_key(key)]
+
+
+POLICIES: dict[str, frozenset[str]] = {
+    "full-model": frozenset(),
+    "private-head": frozenset({HEAD}),
+    "private-head-fusion": frozenset({HEAD, FUSION}),
+}
+CUSTOM = "custom"
+
+
+def make_policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Policy:
+    """Build a policy from the run config's ``aggregation`` and ``private-blocks``.
+
+    ``custom`` takes a comma-separated list of private blocks, e.g.
+    ``"head,encoder:audio"``; each must be a block of the task (``modalities``).
+    """
+    if name in POLICIES:
+        if private_blocks:
+            raise ConfigError(
+                "private-blocks",
+                private_blocks,
+                "'' unless aggregation='custom'",
+                f"Policy '{name}' fixes its private blocks.",
+            )
+        return Policy(name, POLICIES[name])
+    if name != CUSTOM:
+        raise ConfigError("aggregation", name, ", ".join([*POLICIES, CUSTOM]))
+    known = sorted(held_blocks(modalities))
+    chosen = frozenset(b.strip() for b in private_blocks.split(",") if b.strip())
+    if not chosen or not chosen <= set(known):
+        raise ConfigError(
+            "private-blocks",
+            private_blocks,
+            "a comma-separated subset of " + ", ".join(known),
+        )
+    return Policy(CUSTOM, chosen)
+
+
+def select(record: ArrayRecord, keys: Iterable[str]) -> ArrayRecord:
+    """A new ArrayRecord with only ``keys`` of ``record`` (same order as ``record``)."""
+    wanted = set(keys)
+    return ArrayRecord({k: v for k, v in record.items() if k in wanted})
+
+
+class PrivateBlockLeak(RuntimeError):
+    """Outgoing arrays carry a private block: the client refuses to send them."""
+
+
+def guard_outgoing(record: ArrayRecord, policy: Policy) -> ArrayRecord:
+    """Return ``record`` unchanged, or raise if it carries any private key."""
+    leaked = policy.private_keys(record.keys())
+    if leaked:
+        raise PrivateBlockLeak(
+            f"Refusing to send private keys under policy '{policy.name}': {leaked}"
+        )
+    return record

@@ -1,0 +1,56 @@
+"""The multimodal model: one encoder per held modality, a fusion module, a head."""
+
+import torch
+from torch import nn
+
+from .benchmarks import Task
+from .fusion import FUSIONS
+
+
+class MultimodalModel(nn.Module):
+    """``head(fusion({m: encoders[m](x_m)}))`` over the modalities this model holds.
+
+    A client builds the model with exactly its modalities: absent encoders do not
+    exist, and the fusion combines the present embeddings only. Training,
+    evaluation and export therefore treat a missing modality the same way.
+    Parameter names follow the block layout: ``encoders.<modality>.*``,
+    ``fusion.*``, ``head.*``.
+    """
+
+    def __init__(
+        self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module
+    ) -> None:
+        super().__init__()
+        self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
+        self.fusion = fusion
+        self.head = head
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.encoders.keys())
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Map ``{modality: batch x *shape}`` to logits ``batch x classes``."""
+        embeddings = {name: self.encoders[name](inputs[name]) for name in self.encoders}
+        return self.head(self.fusion(embeddings))
+
+
+def build_model(
+    task: Task, modalities: tuple[str, ...], fusion: str, seed: int
+) -> MultimodalModel:
+    """Build the model for ``modalities`` of ``task``, initial weights fixed by ``seed``.
+
+    Only private blocks keep their local initial weights: shared blocks are
+    overwritten by the server's before a client trains them.
+    """
+    torch.manual_seed(seed)
+    encoders = {name: task.encoder(task.modality(name)) for name in sorted(modalities)}
+    fusion_module = FUSIONS[fusion](
+        {name: task.embed_dim for name in modalities}, task.fusion_dim
+    )
+    head = nn.Sequential(
+        nn.Linear(task.fusion_dim, task.head_hidden),
+        nn.ReLU(),
+        nn.Linear(task.head_hidden, task.num_classes),
+    )
+    return MultimodalModel(encoders, fusion_module, head)

@@ -1,0 +1,252 @@
+"""One typed, validated configuration built from run config and node config.
+
+Every value is checked once, at start, with an error naming the key, the bad
+value and the allowed values.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .benchmarks import Task, get_task
+from .blocks import Policy, make_policy
+from .data import PARTITIONERS
+from .errors import ConfigError
+from .fusion import FUSIONS
+
+Scalar = int | float | str | bool
+
+
+@dataclass(frozen=True)
+class ModalityMix:
+    """How many clients hold each modality set, e.g. 3 acc, 3 gyro, 4 acc+gyro."""
+
+    groups: tuple[tuple[tuple[str, ...], int], ...]
+    label: str
+
+    @property
+    def num_clients(self) -> int:
+        return sum(count for _, count in self.groups)
+
+    def modalities_for(self, partition_id: int) -> tuple[str, ...]:
+        """Modality set of a partition; sets are dealt round-robin, as in the paper."""
+        remaining = [count for _, count in self.groups]
+        assigned: list[tuple[str, ...]] = []
+        while len(assigned) < self.num_clients:
+            for index, (modalities, _) in enumerate(self.groups):
+                if remaining[index]:
+                    remaining[index] -= 1
+                    assigned.append(modalities)
+        return assigned[partition_id]
+
+
+def parse_mix(text: str, task: Task) -> ModalityMix:
+    """Parse ``modality-mix``.
+
+    Explicit form, any task: ``"acc=3,gyro=3,acc+gyro=4"``. Short form for a
+    two-modality task: ``"3-3-4"`` = first only, second only, both (modalities
+    in sorted order).
+    """
+    names = task.modality_names
+    allowed = (
+        "'<set>=<count>,...' with sets of " + ", ".join(names) + " joined by '+'"
+    )
+    if len(names) == 2:
+        allowed += f", or 'a-b-c' = {names[0]} only, {names[1]} only, both"
+    try:
+        if "=" in text:
+            groups = []
+            for part in text.split(","):
+                name, _, count = part.partition("=")
+                modalities = tuple(sorted(m.strip() for m in name.split("+")))
+                groups.append((modalities, int(count)))
+            label = "_".join(f"{'+'.join(m)}{c}" for m, c in groups)
+        else:
+            counts = [int(c) for c in text.split("-")]
+            if len(names) != 2 or len(counts) != 3:
+                raise ValueError
+            groups = list(zip(((names[0],), (names[1],), names), counts, strict=True))
+            label = text
+    except ValueError:
+        raise ConfigError("modality-mix", text, allowed) from None
+    for modalities, count in groups:
+        if not set(modalities) <= set(names) or len(set(modalities)) != len(modalities):
+            raise ConfigError("modality-mix", text, allowed)
+        if count < 0:
+            raise ConfigError("modality-mix", text, "non-negative counts")
+    if sum(count for _, count in groups) < 1:
+        raise ConfigError("modality-mix", text, "at least one client")
+    kept = tuple((m, c) for m, c in groups if c > 0)
+    return ModalityMix(kept, label)
+
+
+def _get(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
+    if key not in config:
+        raise ConfigError(key, None, f"a {kind.__name__}", "The key is missing.")
+    value = config[key]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(key, value, f"a {kind.__name__}")
+    return value
+
+
+def _positive(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
+    value = _get(config, key, kind)
+    if value <= 0:
+        raise ConfigError(key, value, f"a positive {kind.__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The experiment, from ``[tool.flwr.app.config]`` and ``--run-config``."""
+
+    task: Task
+    data_source: str
+    partitioner: str
+    dirichlet_alpha: float
+    test_fraction: float
+    mix: ModalityMix
+    policy: Policy
+    fusion: str
+    num_server_rounds: int
+    local_epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+    fraction_train: float
+    evaluate_every: int
+    num_runs: int
+    seed: int
+    results_dir: str
+    round_timeout: float
+
+    @classmethod
+    def from_run_config(cls, config: Mapping[str, Scalar]) -> "ExperimentConfig":
+        task = get_task(str(_get(config, "dataset", str)))
+        partitioner = _get(config, "partitioner", str)
+        if partitioner not in PARTITIONERS:
+            raise ConfigError("partitioner", partitioner, ", ".join(PARTITIONERS))
+        fusion = _get(config, "fusion", str)
+        if fusion not in FUSIONS:
+            raise ConfigError("fusion", fusion, ", ".join(FUSIONS))
+        test_fraction = _get(config, "test-fraction", float)
+        if not 0.0 < test_fraction < 1.0:
+            raise ConfigError("test-fraction", test_fraction, "a float in (0, 1)")
+        fraction_train = _get(config, "fraction-train", float)
+        if not 0.0 < fraction_train <= 1.0:
+            raise ConfigError("fraction-train", fraction_train, "a float in (0, 1]")
+        for key in ("momentum", "weight-decay"):
+            if _get(config, key, float) < 0:
+                raise ConfigError(key, config[key], "a non-negative float")
+        return cls(
+            task=task,
+            data_source=str(_get(config, "data-source", str)),
+            partitioner=partitioner,
+            dirichlet_alpha=_positive(config, "dirichlet-alpha", float),
+            test_fraction=test_fraction,
+            mix=parse_mix(str(_get(config, "modality-mix", str)), task),
+            policy=make_policy(
+                str(_get(config, "aggregation", str)),
+                str(_get(config, "private-blocks", str)),
+                task.modality_names,
+            ),
+            fusion=fusion,
+            num_server_rounds=_positive(config, "num-server-rounds", int),
+            local_epochs=_positive(config, "local-epochs", int),
+            batch_size=_positive(config, "batch-size", int),
+            learning_rate=_positive(config, "learning-rate", float),
+            momentum=_get(config, "momentum", float),
+            weight_decay=_get(config, "weight-decay", float),
+            fraction_train=fraction_train,
+            evaluate_every=_positive(config, "evaluate-every", int),
+            num_runs=_positive(config, "num-runs", int),
+            seed=_get(config, "seed", int),
+            results_dir=str(_get(config, "results-dir", str)),
+            round_timeout=_positive(config, "round-timeout", float),
+        )
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What a SuperNode says about itself (``--node-config``).
+
+    ``modalities``: the sensors this device has (``"acc,gyro"``); when absent,
+    the run config's ``modality-mix`` decides by partition id (simulation).
+    ``data-path``: the device's own dataset (else the run's ``data-source``).
+    ``device``: ``cpu``/``cuda``/``cuda:1`` (default: CUDA when available).
+    ``state-dir``: where private blocks are also kept on disk.
+    """
+
+    partition_id: int
+    num_partitions: int
+    modalities: tuple[str, ...] | None
+    data_path: str
+    device: str
+    state_dir: Path | None
+    num_threads: int
+
+    @classmethod
+    def from_node_config(
+        cls, config: Mapping[str, Scalar], task: Task
+    ) -> "NodeConfig":
+        known = {
+            "partition-id",
+            "num-partitions",
+            "modalities",
+            "data-path",
+            "device",
+            "state-dir",
+            "num-threads",
+        }
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise ConfigError(
+                "node-config", ", ".join(unknown), ", ".join(sorted(known))
+            )
+        partition_id = _get(config, "partition-id", int)
+        num_partitions = _positive(config, "num-partitions", int)
+        if not 0 <= partition_id < num_partitions:
+            raise ConfigError(
+                "partition-id", partition_id, f"0 to {num_partitions - 1}"
+            )
+        modalities = None
+        if "modalities" in config:
+            text = str(_get(config, "modalities", str))
+            modalities = tuple(sorted({m.strip() for m in text.split(",") if m.strip()}))
+            if not modalities or not set(modalities) <= set(task.modality_names):
+                raise ConfigError(
+                    "modalities",
+                    text,
+                    f"a comma-separated subset of {', '.join(task.modality_names)} "
+                    f"(dataset '{task.name}')",
+                    "Fix the SuperNode's --node-config.",
+                )
+        state_dir = str(config.get("state-dir", ""))
+        return cls(
+            partition_id=partition_id,
+            num_partitions=num_partitions,
+            modalities=modalities,
+            data_path=str(config.get("data-path", "")),
+            device=str(config.get("device", "")),
+            state_dir=Path(state_dir).expanduser() if state_dir else None,
+            num_threads=int(config.get("num-threads", 0)),
+        )
+
+    def client_modalities(self, mix: ModalityMix) -> tuple[str, ...]:
+        """This node's modalities: its node config, else the mix by partition id."""
+        if self.modalities is not None:
+            return self.modalities
+        if self.num_partitions != mix.num_clients:
+            raise ConfigError(
+                "modality-mix",
+                mix.label,
+                f"a mix for {self.num_partitions} clients",
+                f"The mix describes {mix.num_clients} clients but the federation "
+                f"has {self.num_partitions} nodes. Run with "
+                f'--federation-config "num-supernodes={mix.num_clients}" or choose '
+                f"a mix that adds up to {self.num_partitions}.",
+            )
+        return mix.modalities_for(self.partition_id)

@@ -1,0 +1,1 @@
+"""Results: metric records to CSV, summaries, plots (written under results/)."""

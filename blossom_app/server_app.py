@@ -1,0 +1,57 @@
+"""BLOSSOM ServerApp: discover nodes, run the block-wise strategy per run, write results."""
+
+from logging import INFO
+
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.serverapp import Grid, ServerApp
+from flwr.supercore import log
+
+from .config import ExperimentConfig
+from .model import build_model
+from .reporting.output import ExperimentOutput
+from .reporting.summary import final_by_modality_set, format_table
+from .strategy import BlockwiseStrategy, discover_nodes
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    """Run ``num-runs`` federated experiments with seeds ``seed, seed+1, ...``."""
+    config = ExperimentConfig.from_run_config(context.run_config)
+    output = ExperimentOutput(config, context.run_config)
+    log(INFO, "BLOSSOM results directory: %s", output.path)
+    profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
+    client_rows = []
+    for run_index in range(config.num_runs):
+        seed = config.seed + run_index
+        log(INFO, "BLOSSOM run %d/%d (seed %d)", run_index + 1, config.num_runs, seed)
+        strategy = BlockwiseStrategy(
+            config.policy,
+            profiles,
+            num_rounds=config.num_server_rounds,
+            fraction_train=config.fraction_train,
+            evaluate_every=config.evaluate_every,
+            seed=seed,
+        )
+        model = build_model(config.task, config.task.modality_names, config.fusion, seed)
+        round_config = ConfigRecord({"run-index": run_index})
+        result = strategy.start(
+            grid,
+            ArrayRecord(model.state_dict()),
+            num_rounds=config.num_server_rounds,
+            timeout=config.round_timeout,
+            train_config=round_config,
+            evaluate_config=ConfigRecord({"run-index": run_index}),
+        )
+        output.write_run(run_index, result, strategy)
+        client_rows += strategy.client_rows
+    table = final_by_modality_set(client_rows)
+    title = (
+        f"Personalized models, final round ({config.task.name}, "
+        f"{config.mix.label}, {config.policy.name}, {config.num_runs} run(s))"
+    )
+    for line in format_table(table, title).splitlines():
+        log(INFO, "%s", line)
+    log(INFO, "BLOSSOM results written to %s", output.path)
+    output.close()

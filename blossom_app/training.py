@@ -1,0 +1,132 @@
+"""Local training and evaluation loops, device choice, metrics."""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .data import Split
+
+
+def pick_device(override: str = "") -> torch.device:
+    """``override`` if given (``cpu``, ``cuda``, ``cuda:1``), else CUDA when available."""
+    if override:
+        return torch.device(override)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cosine_lr(base: float, server_round: int, num_rounds: int) -> float:
+    """Learning rate of a round under cosine decay over rounds (round 1 = ``base``)."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * (server_round - 1) / num_rounds))
+
+
+def _loader(
+    split: Split, modalities: tuple[str, ...], batch_size: int, seed: int | None
+) -> DataLoader:
+    tensors = [torch.from_numpy(split.inputs[m]) for m in modalities]
+    dataset = TensorDataset(*tensors, torch.from_numpy(split.labels))
+    generator = None if seed is None else torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=seed is not None, generator=generator
+    )
+
+
+def _batches(
+    loader: DataLoader, modalities: tuple[str, ...], device: torch.device
+):
+    for *inputs, labels in loader:
+        yield (
+            {m: x.to(device) for m, x in zip(modalities, inputs, strict=True)},
+            labels.to(device),
+        )
+
+
+def train(
+    model: nn.Module,
+    split: Split,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    momentum: float,
+    weight_decay: float,
+    device: torch.device,
+    seed: int,
+) -> float:
+    """Train ``model`` in place with SGD; return the mean training loss per example."""
+    model.to(device).train()
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=learning_rate,
+        momentum=momentum,
+        weight_decay=weight_decay,
+    )
+    criterion = nn.CrossEntropyLoss()
+    total_loss, seen = 0.0, 0
+    for epoch in range(epochs):
+        loader = _loader(split, model.modalities, batch_size, seed + epoch)
+        for inputs, labels in _batches(loader, model.modalities, device):
+            optimizer.zero_grad()
+            loss = criterion(model(inputs), labels)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(labels)
+            seen += len(labels)
+    return total_loss / max(seen, 1)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Loss, accuracy and macro-F1 on one split, with the confusion matrix
+    (``true x predicted``) so that metrics can also be pooled across clients."""
+
+    loss: float
+    accuracy: float
+    macro_f1: float
+    confusion: np.ndarray
+    num_examples: int
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    """Macro-F1 over the classes present in the labels or the predictions."""
+    true_pos = np.diag(confusion).astype(np.float64)
+    support = confusion.sum(axis=1)
+    predicted = confusion.sum(axis=0)
+    present = (support + predicted) > 0
+    f1 = 2 * true_pos[present] / (support[present] + predicted[present])
+    return float(f1.mean()) if present.any() else 0.0
+
+
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    *,
+    batch_size: int,
+    num_classes: int,
+    device: torch.device,
+) -> Evaluation:
+    """Evaluate ``model`` on ``split``."""
+    model.to(device).eval()
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    total_loss = 0.0
+    loader = _loader(split, model.modalities, batch_size, seed=None)
+    with torch.no_grad():
+        for inputs, labels in _batches(loader, model.modalities, device):
+            logits = model(inputs)
+            total_loss += criterion(logits, labels).item()
+            predicted = logits.argmax(dim=1)
+            np.add.at(
+                confusion, (labels.cpu().numpy(), predicted.cpu().numpy()), 1
+            )
+    count = int(confusion.sum())
+    return Evaluation(
+        loss=total_loss / max(count, 1),
+        accuracy=float(np.trace(confusion)) / max(count, 1),
+        macro_f1=macro_f1(confusion),
+        confusion=confusion,
+        num_examples=count,
+    )

@@ -1,4 +1,4 @@
-"""BLOSSOM ClientApp: profile, train and evaluate handlers (the work lives elsewhere)."""
+"""BLOSSOM ClientApp: thin profile, train and evaluate handlers."""
 
 import time
 
@@ -68,7 +68,7 @@ def train_handler(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate_handler(msg: Message, context: Context) -> Message:
-    """Evaluate the personalized model (global shared + private) on the local test split."""
+    """Evaluate the personalized model (shared + private) on the local test split."""
     client = LocalClient.from_context(context)
     run_index = int(msg.content["config"]["run-index"])
     model = client.personalized_model(context, run_index, msg.content["arrays"])

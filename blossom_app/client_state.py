@@ -22,7 +22,7 @@ def _state_file(state_dir: Path, run_id: int) -> Path:
 def load_private(
     context: Context, run_index: int, state_dir: Path | None
 ) -> ArrayRecord | None:
-    """This client's private blocks for ``run_index``, or None before it first trained."""
+    """This client's private blocks for ``run_index``; None before it trained."""
     meta = context.state.config_records.get(META)
     if meta is not None and meta["run-index"] == run_index and PRIVATE in context.state:
         return context.state.array_records[PRIVATE]

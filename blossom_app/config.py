@@ -48,9 +48,7 @@ def parse_mix(text: str, task: Task) -> ModalityMix:
     in sorted order).
     """
     names = task.modality_names
-    allowed = (
-        "'<set>=<count>,...' with sets of " + ", ".join(names) + " joined by '+'"
-    )
+    allowed = "'<set>=<count>,...' with sets of " + ", ".join(names) + " joined by '+'"
     if len(names) == 2:
         allowed += f", or 'a-b-c' = {names[0]} only, {names[1]} only, both"
     try:
@@ -189,9 +187,7 @@ class NodeConfig:
     num_threads: int
 
     @classmethod
-    def from_node_config(
-        cls, config: Mapping[str, Scalar], task: Task
-    ) -> "NodeConfig":
+    def from_node_config(cls, config: Mapping[str, Scalar], task: Task) -> "NodeConfig":
         known = {
             "partition-id",
             "num-partitions",
@@ -215,7 +211,9 @@ class NodeConfig:
         modalities = None
         if "modalities" in config:
             text = str(_get(config, "modalities", str))
-            modalities = tuple(sorted({m.strip() for m in text.split(",") if m.strip()}))
+            modalities = tuple(
+                sorted({m.strip() for m in text.split(",") if m.strip()})
+            )
             if not modalities or not set(modalities) <= set(task.modality_names):
                 raise ConfigError(
                     "modalities",

@@ -38,7 +38,7 @@ class MultimodalModel(nn.Module):
 def build_model(
     task: Task, modalities: tuple[str, ...], fusion: str, seed: int
 ) -> MultimodalModel:
-    """Build the model for ``modalities`` of ``task``, initial weights fixed by ``seed``.
+    """Build the model for ``modalities`` of ``task``; ``seed`` fixes the weights.
 
     Only private blocks keep their local initial weights: shared blocks are
     overwritten by the server's before a client trains them.

@@ -1,4 +1,4 @@
-"""BLOSSOM ServerApp: discover nodes, run the block-wise strategy per run, write results."""
+"""BLOSSOM ServerApp: discover nodes, run the strategy per run, write results."""
 
 from logging import INFO
 
@@ -34,7 +34,9 @@ def main(grid: Grid, context: Context) -> None:
             evaluate_every=config.evaluate_every,
             seed=seed,
         )
-        model = build_model(config.task, config.task.modality_names, config.fusion, seed)
+        model = build_model(
+            config.task, config.task.modality_names, config.fusion, seed
+        )
         round_config = ConfigRecord({"run-index": run_index})
         result = strategy.start(
             grid,

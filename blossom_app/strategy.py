@@ -1,4 +1,4 @@
-"""BlockwiseStrategy: a Flower strategy that aggregates a multimodal model block by block.
+"""BlockwiseStrategy: a Flower strategy aggregating a model block by block.
 
 Built on ``flwr.serverapp.strategy.FedAvg`` by overriding its hooks; the round
 loop is Flower's ``Strategy.start``. Each node is sent only the shared blocks it
@@ -69,7 +69,9 @@ class DiscoveryError(RuntimeError):
     """Nodes could not be profiled; the message says which and why."""
 
 
-def discover_nodes(grid: Grid, min_nodes: int, timeout: float) -> dict[int, NodeProfile]:
+def discover_nodes(
+    grid: Grid, min_nodes: int, timeout: float
+) -> dict[int, NodeProfile]:
     """Ask every connected node for its profile once ``min_nodes`` are connected.
 
     Raises DiscoveryError naming the nodes whose profile failed (e.g. a
@@ -161,15 +163,30 @@ class BlockwiseStrategy(FedAvg):
         self.rejections: list[dict[str, object]] = []
 
     def summary(self) -> None:
-        log(INFO, "\t├──> Policy: %s (private: %s)", self.policy.name,
-            ", ".join(sorted(self.policy.private)) or "none")
-        log(INFO, "\t├──> Train fraction: %.2f, evaluate every %d round(s)",
-            self.fraction_train, self.evaluate_every)
+        log(
+            INFO,
+            "\t├──> Policy: %s (private: %s)",
+            self.policy.name,
+            ", ".join(sorted(self.policy.private)) or "none",
+        )
+        log(
+            INFO,
+            "\t├──> Train fraction: %.2f, evaluate every %d round(s)",
+            self.fraction_train,
+            self.evaluate_every,
+        )
         log(INFO, "\t└──> Nodes:")
         for profile in sorted(self.profiles.values(), key=lambda p: p.partition_id):
-            log(INFO, "\t\t├── node %d: partition %d, %s, %d train / %d test, %s",
-                profile.node_id, profile.partition_id, profile.label,
-                profile.train_examples, profile.test_examples, profile.device)
+            log(
+                INFO,
+                "\t\t├── node %d: partition %d, %s, %d train / %d test, %s",
+                profile.node_id,
+                profile.partition_id,
+                profile.label,
+                profile.train_examples,
+                profile.test_examples,
+                profile.device,
+            )
 
     # ---- sending ---------------------------------------------------------
 
@@ -200,7 +217,11 @@ class BlockwiseStrategy(FedAvg):
         return messages
 
     def _log_bytes(
-        self, server_round: int, node_id: int, phase: str, direction: str,
+        self,
+        server_round: int,
+        node_id: int,
+        phase: str,
+        direction: str,
         record: ArrayRecord,
     ) -> None:
         for block, size in sorted(_block_bytes(record).items()):
@@ -237,8 +258,13 @@ class BlockwiseStrategy(FedAvg):
     # ---- receiving -------------------------------------------------------
 
     def _reject(self, server_round: int, node_id: int, reason: str) -> None:
-        log(WARNING, "Round %d: rejected reply from node %d: %s",
-            server_round, node_id, reason)
+        log(
+            WARNING,
+            "Round %d: rejected reply from node %d: %s",
+            server_round,
+            node_id,
+            reason,
+        )
         self.rejections.append(
             {"round": server_round, "node_id": node_id, "reason": reason}
         )
@@ -332,8 +358,11 @@ class BlockwiseStrategy(FedAvg):
         self.client_rows.extend(rows)
         total = sum(row["num_examples"] for row in rows)
         summary = {"num-examples": total, "num-clients": len(rows)}
-        for name, column in (("loss", "loss"), ("accuracy", "accuracy"),
-                             ("macro-f1", "macro_f1")):
+        for name, column in (
+            ("loss", "loss"),
+            ("accuracy", "accuracy"),
+            ("macro-f1", "macro_f1"),
+        ):
             summary[name] = sum(r[column] * r["num_examples"] for r in rows) / total
         summary["pooled-accuracy"] = float(np.trace(pooled)) / max(int(pooled.sum()), 1)
         summary["pooled-macro-f1"] = macro_f1(pooled)

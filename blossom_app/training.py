@@ -12,7 +12,7 @@ from .data import Split
 
 
 def pick_device(override: str = "") -> torch.device:
-    """``override`` if given (``cpu``, ``cuda``, ``cuda:1``), else CUDA when available."""
+    """``override`` (``cpu``, ``cuda``, ``cuda:1``) if given, else CUDA if present."""
     if override:
         return torch.device(override)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -34,9 +34,7 @@ def _loader(
     )
 
 
-def _batches(
-    loader: DataLoader, modalities: tuple[str, ...], device: torch.device
-):
+def _batches(loader: DataLoader, modalities: tuple[str, ...], device: torch.device):
     for *inputs, labels in loader:
         yield (
             {m: x.to(device) for m, x in zip(modalities, inputs, strict=True)},
@@ -119,9 +117,7 @@ def evaluate(
             logits = model(inputs)
             total_loss += criterion(logits, labels).item()
             predicted = logits.argmax(dim=1)
-            np.add.at(
-                confusion, (labels.cpu().numpy(), predicted.cpu().numpy()), 1
-            )
+            np.add.at(confusion, (labels.cpu().numpy(), predicted.cpu().numpy()), 1)
     count = int(confusion.sum())
     return Evaluation(
         loss=total_loss / max(count, 1),

@@ -12,9 +12,18 @@ def test_each_key_is_averaged_over_exactly_its_holders():
         "encoders.gyro.w": np.zeros(2, np.float32),
         "head.w": np.zeros(2, np.float32),
     }
-    a = {"encoders.acc.w": np.array([1.0, 2.0], np.float32), "head.w": np.ones(2, np.float32)}
-    b = {"encoders.gyro.w": np.array([4.0, 8.0], np.float32), "head.w": np.full(2, 3.0, np.float32)}
-    c = {"encoders.acc.w": np.array([3.0, 6.0], np.float32), "head.w": np.full(2, 5.0, np.float32)}
+    a = {
+        "encoders.acc.w": np.array([1.0, 2.0], np.float32),
+        "head.w": np.ones(2, np.float32),
+    }
+    b = {
+        "encoders.gyro.w": np.array([4.0, 8.0], np.float32),
+        "head.w": np.full(2, 3.0, np.float32),
+    }
+    c = {
+        "encoders.acc.w": np.array([3.0, 6.0], np.float32),
+        "head.w": np.full(2, 5.0, np.float32),
+    }
 
     merged = aggregate_by_key(current, [(a, 1.0), (b, 2.0), (c, 3.0)])
 
@@ -54,7 +63,9 @@ PRIVATE = {"head.w"}
 
 
 def test_valid_update_passes():
-    check_update({"encoders.acc.w": np.ones((2, 3), np.float32)}, REFERENCE, SENT, PRIVATE)
+    check_update(
+        {"encoders.acc.w": np.ones((2, 3), np.float32)}, REFERENCE, SENT, PRIVATE
+    )
 
 
 @pytest.mark.parametrize(

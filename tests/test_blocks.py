@@ -74,7 +74,9 @@ def test_custom_policy_with_unknown_block_is_refused():
 
 def test_guard_refuses_private_keys():
     policy = make_policy("private-head", "", ["acc"])
-    leaking = ArrayRecord({"head.w": Array(np.zeros(2)), "fusion.w": Array(np.zeros(2))})
+    leaking = ArrayRecord(
+        {"head.w": Array(np.zeros(2)), "fusion.w": Array(np.zeros(2))}
+    )
     with pytest.raises(PrivateBlockLeak, match="head.w"):
         guard_outgoing(leaking, policy)
     clean = ArrayRecord({"fusion.w": Array(np.zeros(2))})

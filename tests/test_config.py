@@ -9,9 +9,9 @@ from blossom_app.benchmarks import get_task
 from blossom_app.config import ExperimentConfig, NodeConfig, parse_mix
 from blossom_app.errors import ConfigError
 
-DEFAULTS = tomllib.loads(
-    (Path(__file__).parents[1] / "pyproject.toml").read_text()
-)["tool"]["flwr"]["app"]["config"]
+DEFAULTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+    "tool"
+]["flwr"]["app"]["config"]
 WATCH = get_task("watch")
 
 
@@ -91,7 +91,7 @@ def test_mix_that_does_not_match_the_node_count_says_what_to_type():
     node = NodeConfig.from_node_config({"partition-id": 0, "num-partitions": 2}, WATCH)
     with pytest.raises(ConfigError) as error:
         node.client_modalities(parse_mix("3-3-4", WATCH))
-    assert 'num-supernodes=10' in str(error.value)
+    assert "num-supernodes=10" in str(error.value)
 
 
 def test_unknown_node_config_key_is_refused():

@@ -17,10 +17,14 @@ def test_model_builds_and_runs_with_only_its_modalities(fusion, modalities):
     inputs = {m: torch.randn(4, 128, 3) for m in modalities}
     logits = model(inputs)
     assert logits.shape == (4, WATCH.num_classes)
-    encoders = {key.split(".")[1] for key in model.state_dict() if key.startswith("encoders.")}
+    encoders = {
+        key.split(".")[1] for key in model.state_dict() if key.startswith("encoders.")
+    }
     assert encoders == set(modalities)
     projections = {
-        key.split(".")[2] for key in model.state_dict() if key.startswith("fusion.projections.")
+        key.split(".")[2]
+        for key in model.state_dict()
+        if key.startswith("fusion.projections.")
     }
     assert projections == set(modalities)
 
@@ -47,9 +51,13 @@ def test_concat_fusion_equals_concatenation_with_zero_filled_absent_modality():
     fusion = ConcatFusion({"a": 2, "b": 3}, out_dim=4)
     with torch.no_grad():
         fusion.bias.normal_()
-    weight = torch.cat([fusion.projections["a"].weight, fusion.projections["b"].weight], 1)
+    weight = torch.cat(
+        [fusion.projections["a"].weight, fusion.projections["b"].weight], 1
+    )
     x_a = torch.randn(6, 2)
-    expected = torch.relu(torch.cat([x_a, torch.zeros(6, 3)], 1) @ weight.T + fusion.bias)
+    expected = torch.relu(
+        torch.cat([x_a, torch.zeros(6, 3)], 1) @ weight.T + fusion.bias
+    )
     torch.testing.assert_close(fusion({"a": x_a}), expected)
 
 

@@ -15,7 +15,7 @@ RESULTS_ENV = "BLOSSOM_RESULTS_DIR"
 
 
 def results_root(configured: str) -> Path:
-    """``results-dir`` if set, else ``$BLOSSOM_RESULTS_DIR``, else ``~/blossom-results``.
+    """``results-dir``, else ``$BLOSSOM_RESULTS_DIR``, else ``~/blossom-results``.
 
     A relative path resolves against the ServerApp's working directory, which
     depends on where the SuperLink was started: prefer absolute paths.
@@ -34,7 +34,9 @@ def _toml_value(value: object) -> str:
 
 def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
     """Write the resolved run config as TOML (flat ``key = value`` lines)."""
-    lines = [f"{key} = {_toml_value(value)}" for key, value in sorted(run_config.items())]
+    lines = [
+        f"{key} = {_toml_value(value)}" for key, value in sorted(run_config.items())
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -92,7 +94,10 @@ class ExperimentOutput:
         write_rows(path / "communication.csv", strategy.communication)
         write_rows(
             path / "timing.csv",
-            ({"round": rnd, **phases} for rnd, phases in sorted(strategy.timing.items())),
+            (
+                {"round": rnd, **phases}
+                for rnd, phases in sorted(strategy.timing.items())
+            ),
         )
         if strategy.rejections:
             write_rows(path / "rejections.csv", strategy.rejections)

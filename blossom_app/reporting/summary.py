@@ -32,9 +32,13 @@ def final_by_modality_set(
         {
             "modalities": "all (weighted)",
             "clients": len(final),
-            "accuracy": sum(float(r["accuracy"]) * int(r["num_examples"]) for r in final)
+            "accuracy": sum(
+                float(r["accuracy"]) * int(r["num_examples"]) for r in final
+            )
             / total,
-            "macro_f1": sum(float(r["macro_f1"]) * int(r["num_examples"]) for r in final)
+            "macro_f1": sum(
+                float(r["macro_f1"]) * int(r["num_examples"]) for r in final
+            )
             / total,
         }
     )
@@ -43,7 +47,10 @@ def final_by_modality_set(
 
 def format_table(table: list[dict[str, object]], title: str) -> str:
     """Render the summary as fixed-width text."""
-    lines = [title, f"{'modalities':<16} {'clients':>7} {'accuracy':>9} {'macro-F1':>9}"]
+    lines = [
+        title,
+        f"{'modalities':<16} {'clients':>7} {'accuracy':>9} {'macro-F1':>9}",
+    ]
     for row in table:
         lines.append(
             f"{row['modalities']:<16} {row['clients']:>7} "

@@ -1,0 +1,124 @@
+"""One client's train and test arrays: load, split, partition, convert."""
+
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+from flwr_datasets.partitioner import Partitioner
+
+from ..benchmarks.task import Task
+from ..errors import ConfigError, DataError
+from .columns import numpy_columns
+from .loading import load_task_dataset
+from .partitioning import assign_dataset, make_partitioner
+from .splits import SPLIT_COLUMN, split_dataset
+
+# Per-process cache of split, shuffled, partitioned datasets, keyed by the
+# arguments that shape them (Task itself is unhashable, so its name stands in).
+_partitioned: dict[tuple[object, ...], Partitioner] = {}
+
+
+@dataclass
+class Split:
+    """``inputs``: modality -> float32 ``n x *shape``; ``labels``: int64 ``n``."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ClientData:
+    """A client's training and test examples (disjoint, never overlapping)."""
+
+    train: Split
+    test: Split
+
+
+def load_client_data(
+    task: Task,
+    *,
+    source: str,
+    partitioner: str,
+    partition_id: int,
+    num_partitions: int,
+    modalities: tuple[str, ...],
+    alpha: float,
+    seed: int,
+    test_fraction: float,
+) -> ClientData:
+    """Return partition ``partition_id`` of ``task``'s data, split train/test.
+
+    The dataset is split train/test as a whole (split_dataset), then
+    partitioned among ``num_partitions`` clients; only the columns of
+    ``modalities`` are read. The partitioned dataset is cached per process.
+    """
+    if not 0 <= partition_id < num_partitions:
+        raise ConfigError(
+            "partition-id",
+            partition_id,
+            f"0 to {num_partitions - 1}",
+            f"There are {num_partitions} partitions, one per client.",
+        )
+    unknown = [name for name in modalities if name not in task.modality_names]
+    if unknown or not modalities:
+        raise ConfigError(
+            "modalities",
+            modalities,
+            f"one or more of {', '.join(task.modality_names)}",
+        )
+    key = (
+        task.name,
+        source or task.source,
+        partitioner,
+        num_partitions,
+        alpha,
+        seed,
+        test_fraction,
+    )
+    if key not in _partitioned:
+        dataset = split_dataset(
+            load_task_dataset(task, source),
+            test_fraction,
+            seed,
+            window=task.modalities[0].shape[0],
+        )
+        parts = make_partitioner(
+            partitioner,
+            num_partitions,
+            alpha=alpha,
+            seed=seed,
+            label_column=task.label_column,
+            group_column=task.group_column,
+        )
+        assign_dataset(parts, dataset, num_partitions=num_partitions, seed=seed)
+        _partitioned[key] = parts
+    rows = _partitioned[key].load_partition(partition_id)
+    is_test = numpy_columns(rows, [SPLIT_COLUMN])[SPLIT_COLUMN]
+    train, test = (
+        _to_split(rows.select(np.flatnonzero(is_test == flag)), task, modalities)
+        for flag in (False, True)
+    )
+    for name, split in (("train", train), ("test", test)):
+        if not split:
+            raise DataError(
+                f"Client {partition_id} of {num_partitions} ('{partitioner}' "
+                f"partitioner) has no {name} examples. Use fewer clients, another "
+                "partitioner, or a larger dirichlet-alpha."
+            )
+    return ClientData(train=train, test=test)
+
+
+def _to_split(rows: datasets.Dataset, task: Task, modalities: tuple[str, ...]) -> Split:
+    """Read only the columns of ``modalities`` and the labels of ``rows``."""
+    columns = {name: task.modality(name).column for name in modalities}
+    arrays = numpy_columns(rows, [*columns.values(), task.label_column])
+    return Split(
+        inputs={
+            name: arrays[column].astype(np.float32, copy=False)
+            for name, column in columns.items()
+        },
+        labels=arrays[task.label_column].astype(np.int64, copy=False),
+    )

@@ -1,0 +1,182 @@
+"""Load a task's dataset from wherever it lives, through HF ``datasets``.
+
+A source is one of: ``embedded`` (built once from data shipped in a package and
+cached), a directory written by ``save_to_disk``, a local ``.parquet`` /
+``.arrow`` file or a directory of such files, or a hub dataset id.
+"""
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from ..benchmarks.task import Task
+from ..errors import DataError
+from .columns import numpy_columns
+
+# Client logs are read by people: no per-call progress bars from `datasets`.
+datasets.disable_progress_bars()
+
+FILE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
+_SAVED_MARKERS = ("state.json", "dataset_dict.json")
+
+# Per-process cache by (task name, source); a dict, not lru_cache, because Task
+# holds a dict field and so cannot be hashed.
+_loaded: dict[tuple[str, str], datasets.Dataset] = {}
+
+
+def cache_dir() -> Path:
+    """Where BLOSSOM caches data: ``$BLOSSOM_CACHE_DIR``, else ``~/.cache/blossom``."""
+    configured = os.environ.get("BLOSSOM_CACHE_DIR")
+    return Path(configured) if configured else Path.home() / ".cache" / "blossom"
+
+
+def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
+    """Load and validate the dataset of ``task`` from ``source``.
+
+    ``source`` defaults to ``task.source``. A multi-split dataset
+    (``DatasetDict``) yields its ``train`` split, or all splits concatenated
+    when it has no ``train`` split. Results are cached per process, keyed by
+    ``(task.name, source)``; treat them as read-only.
+    """
+    source = source or task.source
+    key = (task.name, source)
+    if key not in _loaded:
+        dataset = _as_single_split(_load(task, source), source)
+        validate_columns(dataset, task)
+        _loaded[key] = dataset
+    return _loaded[key]
+
+
+def validate_columns(dataset: datasets.Dataset, task: Task) -> None:
+    """Check that ``dataset`` has the columns, shapes and labels ``task`` expects.
+
+    Every modality column must hold examples of shape ``spec.shape`` (checked on
+    the first row), and labels must be integers in ``[0, task.num_classes)``.
+    """
+    needed = [spec.column for spec in task.modalities] + [task.label_column]
+    if task.group_column:
+        needed.append(task.group_column)
+    missing = [column for column in needed if column not in dataset.column_names]
+    if missing:
+        raise DataError(
+            f"The dataset for task '{task.name}' lacks column(s) {missing}; it has "
+            f"{dataset.column_names}. Rename its columns (Dataset.rename_column) or "
+            f"point data-source at a dataset with columns {needed}."
+        )
+    if len(dataset) == 0:
+        raise DataError(f"The dataset for task '{task.name}' has no rows.")
+    first = dataset.with_format("numpy", columns=needed)[0]
+    for spec in task.modalities:
+        shape = np.shape(first[spec.column])
+        if shape != spec.shape:
+            raise DataError(
+                f"Column '{spec.column}' holds examples of shape {shape}, but task "
+                f"'{task.name}' expects {spec.shape}. Reshape or resample the data."
+            )
+    _check_labels(numpy_columns(dataset, [task.label_column])[task.label_column], task)
+
+
+def _check_labels(labels: np.ndarray, task: Task) -> None:
+    """Labels (``n``) must be class indices in ``[0, task.num_classes)``."""
+    if np.issubdtype(labels.dtype, np.integer):
+        if labels.min() >= 0 and labels.max() < task.num_classes:
+            return
+        found = f"values from {labels.min()} to {labels.max()}"
+    else:
+        found = f"values of dtype {labels.dtype}"
+    raise DataError(
+        f"Column '{task.label_column}' must hold class indices in "
+        f"[0, {task.num_classes}) for task '{task.name}' "
+        f"({', '.join(task.class_names)}); found {found}. Encode the labels "
+        "as integers, e.g. with Dataset.class_encode_column."
+    )
+
+
+def _load(task: Task, source: str) -> datasets.Dataset | datasets.DatasetDict:
+    if source == "embedded":
+        return datasets.load_from_disk(str(_embedded_dir(task)))
+    path = Path(source).expanduser()
+    if path.is_dir() and any((path / name).is_file() for name in _SAVED_MARKERS):
+        return datasets.load_from_disk(str(path))
+    if path.exists():
+        return _load_files(path)
+    return _load_hub(source)
+
+
+def _embedded_dir(task: Task) -> Path:
+    """Build the task's embedded dataset once and return its directory.
+
+    Concurrent processes each build into a private temporary directory next to
+    the target and rename it into place; a loser of the race keeps the winner's.
+    """
+    if task.build_embedded is None:
+        raise DataError(
+            f"Task '{task.name}' has no embedded dataset. Set data-source to a "
+            "hub dataset id or a local path."
+        )
+    target = cache_dir() / f"{task.name}-embedded"
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        task.build_embedded(scratch / "dataset")
+        try:
+            os.replace(scratch / "dataset", target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _load_files(path: Path) -> datasets.Dataset:
+    """Load one ``.parquet``/``.arrow`` file or a directory of them (one format)."""
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    formats = {FILE_FORMATS[f.suffix] for f in files if f.suffix in FILE_FORMATS}
+    if len(formats) != 1:
+        raise DataError(
+            f"{path} is neither a directory written by save_to_disk nor a "
+            f"{' or '.join(FILE_FORMATS)} file or a directory of files of one of "
+            f"these formats (found formats: {sorted(formats) or 'none'}). Point "
+            "data-source at such a path, or at a hub dataset id."
+        )
+    (builder,) = formats
+    data_files = [str(f) for f in files if FILE_FORMATS.get(f.suffix) == builder]
+    return datasets.load_dataset(
+        builder, data_files=data_files, split="train", cache_dir=str(_hf_cache())
+    )
+
+
+def _load_hub(source: str) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(source, split="train", cache_dir=str(_hf_cache()))
+    except (OSError, ValueError) as error:
+        raise DataError(
+            f"Could not load dataset '{source}': it is not an existing local path, "
+            f"and loading it as a hub dataset id failed ({error}). Set data-source "
+            "to a local save_to_disk directory or parquet/arrow file(s), or to "
+            "'embedded' where the task has one."
+        ) from error
+
+
+def _hf_cache() -> Path:
+    """HF ``datasets`` cache for converted files and downloads, inside cache_dir()."""
+    return cache_dir() / "huggingface"
+
+
+def _as_single_split(
+    loaded: datasets.Dataset | datasets.DatasetDict, source: str
+) -> datasets.Dataset:
+    if isinstance(loaded, datasets.Dataset):
+        return loaded
+    if "train" in loaded:
+        return loaded["train"]
+    if not loaded:
+        raise DataError(f"Dataset '{source}' has no splits.")
+    return datasets.concatenate_datasets(list(loaded.values()))

@@ -1,0 +1,272 @@
+"""The data layer on real data: the embedded watch recordings and small files."""
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from blossom_app.benchmarks.watch import WATCH
+from blossom_app.benchmarks.watch.embedded import (
+    CLASS_NAMES,
+    STEP,
+    WINDOW,
+    read_recordings,
+    watch_file,
+)
+from blossom_app.data import (
+    PARTITIONERS,
+    assign_dataset,
+    cache_dir,
+    load_client_data,
+    load_task_dataset,
+    make_partitioner,
+    split_dataset,
+)
+from blossom_app.errors import ConfigError, DataError
+
+TEST_FRACTION = 0.3
+CLIENT = dict(
+    source="",
+    partitioner="iid",
+    num_partitions=10,
+    alpha=0.5,
+    seed=7,
+    test_fraction=TEST_FRACTION,
+)
+
+
+def numpy_rows(dataset: datasets.Dataset, *columns: str) -> list[np.ndarray]:
+    arrays = dataset.with_format("numpy", columns=list(columns))[:]
+    return [arrays[column] for column in columns]
+
+
+def tiny_dataset(n: int = 14, drop: str = "") -> datasets.Dataset:
+    """``n`` random examples with watch's columns (no recordings), minus ``drop``."""
+    rng = np.random.default_rng(0)
+    columns = {
+        "acc": rng.normal(size=(n, WINDOW, 3)).astype(np.float32),
+        "gyro": rng.normal(size=(n, WINDOW, 3)).astype(np.float32),
+        "label": np.arange(n) % len(CLASS_NAMES),
+        "subject": np.arange(n) % 2 + 1,
+    }
+    columns.pop(drop, None)
+    return datasets.Dataset.from_dict(columns)
+
+
+@pytest.fixture(scope="module")
+def split_watch(watch_dataset: datasets.Dataset) -> datasets.Dataset:
+    return split_dataset(watch_dataset, TEST_FRACTION, seed=0, window=WINDOW)
+
+
+# --- the embedded dataset -------------------------------------------------------
+
+
+def test_watch_dataset_windows_every_recording(watch_dataset: datasets.Dataset):
+    raw = read_recordings(watch_file())
+    expected = sum((len(x) - WINDOW) // STEP + 1 for x in raw["X"])
+    assert len(watch_dataset) == expected
+    assert 3_500 < expected < 3_700
+    assert watch_dataset.features["label"].names == list(CLASS_NAMES)
+    acc, gyro, labels, subjects = numpy_rows(
+        watch_dataset, "acc", "gyro", "label", "subject"
+    )
+    assert acc.shape == gyro.shape == (expected, WINDOW, 3)
+    assert acc.dtype == gyro.dtype == np.float32
+    assert set(labels.tolist()) == set(range(7))
+    assert set(subjects.tolist()) == set(range(1, 11))
+    row = watch_dataset.with_format("numpy")[1000]
+    signal = raw["X"][row["recording"]][row["start"] : row["start"] + WINDOW]
+    np.testing.assert_allclose(row["acc"], signal[:, :3], rtol=1e-6)
+    np.testing.assert_allclose(row["gyro"], signal[:, 3:], rtol=1e-6)
+    assert row["label"] == raw["y"][row["recording"]]
+
+
+def test_embedded_build_survives_concurrent_builders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("BLOSSOM_CACHE_DIR", str(tmp_path))
+    task = dataclasses.replace(WATCH, name="watch-race")
+    with ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(lambda _: len(load_task_dataset(task)), range(4)))
+    assert len(set(sizes)) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["watch-race-embedded"]
+
+
+def test_corrupt_watch_file_is_refused(tmp_path: Path):
+    path = tmp_path / "watch_dataset.npy"
+    path.write_bytes(b"not the recordings")
+    with pytest.raises(DataError, match="pip install seglearn==1.2.5"):
+        read_recordings(path)
+
+
+# --- loading local files --------------------------------------------------------
+
+
+def test_missing_column_is_named(tmp_path: Path):
+    path = tmp_path / "no-gyro.parquet"
+    tiny_dataset(drop="gyro").to_parquet(str(path))
+    with pytest.raises(DataError, match="gyro") as error:
+        load_task_dataset(WATCH, str(path))
+    assert "acc" in str(error.value)  # lists the columns the dataset does have
+
+
+def test_wrong_shape_is_reported(tmp_path: Path):
+    path = tmp_path / "short.parquet"
+    short = tiny_dataset().map(lambda row: {"acc": np.asarray(row["acc"])[:64]})
+    short.to_parquet(str(path))
+    with pytest.raises(DataError, match=r"\(64, 3\)"):
+        load_task_dataset(WATCH, str(path))
+
+
+def test_parquet_file_directory_and_saved_dataset_load(tmp_path: Path):
+    tiny = tiny_dataset()
+    tiny.to_parquet(str(tmp_path / "one.parquet"))
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for index in range(2):
+        tiny.shard(2, index).to_parquet(str(shards / f"part-{index}.parquet"))
+    tiny.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": tiny, "test": tiny.select(range(3))}).save_to_disk(
+        str(tmp_path / "saved-dict")
+    )
+    for source in ("one.parquet", "shards", "saved", "saved-dict"):
+        loaded = load_task_dataset(WATCH, str(tmp_path / source))
+        (acc,) = numpy_rows(loaded, "acc")
+        assert acc.shape == (len(tiny), WINDOW, 3), source
+
+
+def test_unreachable_hub_id_raises_data_error(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    with pytest.raises(DataError, match="no-such-owner/no-such-dataset"):
+        load_task_dataset(WATCH, "no-such-owner/no-such-dataset")
+
+
+def test_cache_dir_follows_environment(blossom_cache: Path):
+    assert cache_dir() == blossom_cache
+
+
+# --- train/test split ------------------------------------------------------------
+
+
+def test_time_split_has_no_overlap(split_watch: datasets.Dataset):
+    recordings, starts, is_test = numpy_rows(
+        split_watch, "recording", "start", "is_test"
+    )
+    for recording in np.unique(recordings):
+        mine = recordings == recording
+        train_end = (starts[mine & ~is_test] + WINDOW).max()
+        test_start = starts[mine & is_test].min()
+        assert train_end <= test_start
+    assert is_test.mean() == pytest.approx(TEST_FRACTION, abs=0.05)
+
+
+def test_independent_split_is_seeded_and_exact():
+    tiny = tiny_dataset(20)
+    first = numpy_rows(split_dataset(tiny, 0.25, seed=3, window=WINDOW), "is_test")[0]
+    again = numpy_rows(split_dataset(tiny, 0.25, seed=3, window=WINDOW), "is_test")[0]
+    assert first.sum() == 5
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.2])
+def test_bad_test_fraction(fraction: float):
+    with pytest.raises(ConfigError, match="test-fraction"):
+        split_dataset(tiny_dataset(), fraction, seed=0, window=WINDOW)
+
+
+# --- partitioners --------------------------------------------------------------
+
+
+def partitions(name: str, dataset: datasets.Dataset, n: int) -> list[datasets.Dataset]:
+    partitioner = make_partitioner(
+        name, n, alpha=0.5, seed=1, label_column="label", group_column="subject"
+    )
+    assign_dataset(partitioner, dataset, num_partitions=n, seed=1)
+    return [partitioner.load_partition(i) for i in range(n)]
+
+
+@pytest.mark.parametrize("name", PARTITIONERS)
+def test_partitions_are_disjoint_and_cover(name: str, split_watch: datasets.Dataset):
+    def window_ids(dataset: datasets.Dataset) -> list[tuple[int, int]]:
+        recordings, starts = numpy_rows(dataset, "recording", "start")
+        return list(zip(recordings.tolist(), starts.tolist(), strict=True))
+
+    parts = [window_ids(part) for part in partitions(name, split_watch, 10)]
+    everything = [window for part in parts for window in part]
+    assert len(everything) == len(set(everything))
+    assert set(everything) == set(window_ids(split_watch))
+
+
+def test_natural_partitions_are_subjects(split_watch: datasets.Dataset):
+    subjects = [
+        set(numpy_rows(p, "subject")[0].tolist())
+        for p in partitions("natural", split_watch, 10)
+    ]
+    assert all(len(s) == 1 for s in subjects)
+    assert set().union(*subjects) == set(range(1, 11))
+
+
+def test_unknown_partitioner_lists_choices():
+    with pytest.raises(ConfigError, match="iid, dirichlet, natural"):
+        make_partitioner(
+            "shards", 4, alpha=0.5, seed=0, label_column="label", group_column=None
+        )
+
+
+def test_natural_needs_a_group_column():
+    with pytest.raises(ConfigError, match="no group column"):
+        make_partitioner(
+            "natural", 4, alpha=0.5, seed=0, label_column="label", group_column=None
+        )
+
+
+def test_natural_needs_one_client_per_group(split_watch: datasets.Dataset):
+    with pytest.raises(ConfigError, match="10 clients"):
+        partitions("natural", split_watch, 4)
+
+
+@pytest.mark.filterwarnings("ignore:The specified min_partition_size")
+def test_impossible_dirichlet_asks_for_larger_alpha(split_watch: datasets.Dataset):
+    partitioner = make_partitioner(
+        "dirichlet", 10, alpha=0.01, seed=0, label_column="label", group_column=None
+    )
+    with pytest.raises(ConfigError, match="dirichlet-alpha"):
+        assign_dataset(partitioner, split_watch, num_partitions=10, seed=0)
+
+
+# --- one client's arrays ---------------------------------------------------------
+
+
+def test_client_gets_only_its_modalities():
+    data = load_client_data(WATCH, partition_id=3, modalities=("acc",), **CLIENT)
+    for split in (data.train, data.test):
+        assert list(split.inputs) == ["acc"]
+        assert split.inputs["acc"].shape == (len(split), WINDOW, 3)
+        assert split.inputs["acc"].dtype == np.float32
+        assert split.labels.dtype == np.int64
+        assert split.labels.min() >= 0 and split.labels.max() < len(CLASS_NAMES)
+    assert len(data.train) > len(data.test) > 0
+
+
+@pytest.mark.parametrize("name", PARTITIONERS)
+def test_clients_leave_the_source_data_untouched(
+    name: str, watch_dataset: datasets.Dataset
+):
+    before = sorted(p.name for p in (cache_dir() / "watch-embedded").iterdir())
+    settings = {**CLIENT, "partitioner": name}
+    load_client_data(WATCH, partition_id=0, modalities=("acc", "gyro"), **settings)
+    after = sorted(p.name for p in (cache_dir() / "watch-embedded").iterdir())
+    assert after == before
+
+
+def test_partition_id_out_of_range():
+    with pytest.raises(ConfigError, match="partition-id"):
+        load_client_data(WATCH, partition_id=10, modalities=("acc",), **CLIENT)
+
+
+def test_unknown_modality():
+    with pytest.raises(ConfigError, match="acc, gyro"):
+        load_client_data(WATCH, partition_id=0, modalities=("audio",), **CLIENT)

@@ -243,8 +243,9 @@ class NodeConfig:
                 mix.label,
                 f"a mix for {self.num_partitions} clients",
                 f"The mix describes {mix.num_clients} clients but the federation "
-                f"has {self.num_partitions} nodes. Run with "
-                f'--federation-config "num-supernodes={mix.num_clients}" or choose '
-                f"a mix that adds up to {self.num_partitions}.",
+                f"has {self.num_partitions} nodes. Run: flwr run . --stream "
+                f'--federation-config "num-supernodes={mix.num_clients} '
+                f'client-resources-num-cpus=1" (or choose a modality-mix that '
+                f"adds up to {self.num_partitions}).",
             )
         return mix.modalities_for(self.partition_id)

@@ -54,3 +54,10 @@ def build_model(
         nn.Linear(task.head_hidden, task.num_classes),
     )
     return MultimodalModel(encoders, fusion_module, head)
+
+
+def parameter_keys(
+    task: Task, modalities: tuple[str, ...], fusion: str
+) -> frozenset[str]:
+    """The state-dict keys of a client model holding ``modalities``."""
+    return frozenset(build_model(task, modalities, fusion, seed=0).state_dict())

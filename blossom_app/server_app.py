@@ -1,5 +1,6 @@
 """BLOSSOM ServerApp: discover nodes, run the strategy per run, write results."""
 
+from functools import cache, partial
 from logging import INFO
 
 from flwr.app import ArrayRecord, ConfigRecord, Context
@@ -7,7 +8,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
 from .config import ExperimentConfig
-from .model import build_model
+from .model import build_model, parameter_keys
 from .reporting.output import ExperimentOutput
 from .reporting.summary import final_by_modality_set, format_table
 from .strategy import BlockwiseStrategy, discover_nodes
@@ -22,6 +23,7 @@ def main(grid: Grid, context: Context) -> None:
     output = ExperimentOutput(config, context.run_config)
     log(INFO, "BLOSSOM results directory: %s", output.path)
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
+    held_keys = cache(partial(parameter_keys, config.task, fusion=config.fusion))
     client_rows = []
     for run_index in range(config.num_runs):
         seed = config.seed + run_index
@@ -29,6 +31,7 @@ def main(grid: Grid, context: Context) -> None:
         strategy = BlockwiseStrategy(
             config.policy,
             profiles,
+            held_keys,
             num_rounds=config.num_server_rounds,
             fraction_train=config.fraction_train,
             evaluate_every=config.evaluate_every,
@@ -55,5 +58,4 @@ def main(grid: Grid, context: Context) -> None:
     )
     for line in format_table(table, title).splitlines():
         log(INFO, "%s", line)
-    log(INFO, "BLOSSOM results written to %s", output.path)
-    output.close()
+    output.finish()

@@ -5,10 +5,11 @@ loop is Flower's ``Strategy.start``. Each node is sent only the shared blocks it
 holds, and every parameter is averaged over exactly the nodes that returned it.
 """
 
+import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from logging import INFO, WARNING
 
@@ -27,7 +28,7 @@ from flwr.serverapp.strategy import FedAvg
 from flwr.supercore import log
 
 from .aggregation import InvalidUpdate, aggregate_by_key, check_update
-from .blocks import Policy, block_of, format_modalities, held_blocks
+from .blocks import Policy, block_of, format_modalities
 from .training import macro_f1
 
 PROFILE = f"{MessageType.QUERY}.profile"
@@ -69,23 +70,7 @@ class DiscoveryError(RuntimeError):
     """Nodes could not be profiled; the message says which and why."""
 
 
-def discover_nodes(
-    grid: Grid, min_nodes: int, timeout: float
-) -> dict[int, NodeProfile]:
-    """Ask every connected node for its profile once ``min_nodes`` are connected.
-
-    Raises DiscoveryError naming the nodes whose profile failed (e.g. a
-    node-config modality the dataset does not have).
-    """
-    deadline = time.monotonic() + timeout
-    while len(node_ids := sorted(grid.get_node_ids())) < min_nodes:
-        if time.monotonic() > deadline:
-            raise DiscoveryError(
-                f"Only {len(node_ids)} of {min_nodes} nodes connected within "
-                f"{timeout:.0f} s. Start more SuperNodes or lower the modality mix."
-            )
-        log(INFO, "Waiting for nodes: %d of %d connected", len(node_ids), min_nodes)
-        time.sleep(1.0)
+def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfile]:
     queries = [
         Message(RecordDict(), dst_node_id=node_id, message_type=PROFILE)
         for node_id in node_ids
@@ -98,17 +83,47 @@ def discover_nodes(
     ]
     if failures:
         raise DiscoveryError("Profiling failed on " + "; ".join(failures))
-    profiles = {p.node_id: p for p in map(NodeProfile.from_reply, replies)}
-    missing = sorted(set(node_ids) - set(profiles))
+    missing = sorted(set(node_ids) - {r.metadata.src_node_id for r in replies})
     if missing:
         raise DiscoveryError(f"No profile reply from nodes {missing} in {timeout} s")
-    return profiles
+    return [NodeProfile.from_reply(reply) for reply in replies]
+
+
+def discover_nodes(
+    grid: Grid, min_nodes: int, timeout: float
+) -> dict[int, NodeProfile]:
+    """Profile nodes as they connect until ``min_nodes`` are known.
+
+    Each node is asked once, as soon as it is connected, so a misconfigured
+    node (a node-config modality the dataset lacks, a mix that does not match
+    the federation) stops the run at once with its own error message.
+    """
+    deadline = time.monotonic() + timeout
+    profiles: dict[int, NodeProfile] = {}
+    while True:
+        new = sorted(set(grid.get_node_ids()) - set(profiles))
+        if new:
+            profiles.update((p.node_id, p) for p in _profile(grid, new, timeout))
+        if len(profiles) >= min_nodes:
+            return profiles
+        if time.monotonic() > deadline:
+            raise DiscoveryError(
+                f"Only {len(profiles)} of {min_nodes} nodes connected within "
+                f"{timeout:.0f} s. Start more SuperNodes or change modality-mix."
+            )
+        log(INFO, "Waiting for nodes: %d of %d connected", len(profiles), min_nodes)
+        time.sleep(1.0)
 
 
 def _block_bytes(arrays: ArrayRecord) -> dict[str, int]:
+    """Serialized bytes per block; keys of no block count as ``unknown``."""
     sizes: dict[str, int] = defaultdict(int)
     for key, array in arrays.items():
-        sizes[block_of(key)] += len(array.data)
+        try:
+            block = block_of(key)
+        except ValueError:
+            block = "unknown"
+        sizes[block] += len(array.data)
     return dict(sizes)
 
 
@@ -121,6 +136,9 @@ class BlockwiseStrategy(FedAvg):
         Which blocks are private (never sent, never aggregated).
     profiles : dict[int, NodeProfile]
         Every participating node and the modalities it holds.
+    held_keys : Callable[[tuple[str, ...]], Collection[str]]
+        The parameter keys of a client model with the given modalities (its
+        encoders, and the parts of fusion and head it has).
     num_rounds : int
         Rounds of this run (the last round is always evaluated).
     fraction_train : float (default: 1.0)
@@ -130,14 +148,16 @@ class BlockwiseStrategy(FedAvg):
     seed : int (default: 0)
         Seed of node sampling.
 
-    After ``start``, ``client_rows`` (evaluation per client), ``communication``,
-    ``timing`` and ``rejections`` hold what happened, per round.
+    After ``start``, ``train_rows`` (accepted training per client),
+    ``client_rows`` (evaluation per client), ``communication``, ``timing`` and
+    ``rejections`` hold what happened, per round.
     """
 
     def __init__(
         self,
         policy: Policy,
         profiles: dict[int, NodeProfile],
+        held_keys: Callable[[tuple[str, ...]], Collection[str]],
         num_rounds: int,
         fraction_train: float = 1.0,
         evaluate_every: int = 1,
@@ -151,12 +171,14 @@ class BlockwiseStrategy(FedAvg):
         )
         self.policy = policy
         self.profiles = profiles
+        self._held_keys = held_keys
         self.num_rounds = num_rounds
         self.evaluate_every = evaluate_every
         self._rng = random.Random(seed)
         self._global: ArrayRecord = ArrayRecord()
         self._sent: dict[int, set[str]] = {}
         self._clock = 0.0
+        self.train_rows: list[dict[str, object]] = []
         self.client_rows: list[dict[str, object]] = []
         self.communication: list[dict[str, object]] = []
         self.timing: dict[int, dict[str, float]] = defaultdict(dict)
@@ -204,8 +226,8 @@ class BlockwiseStrategy(FedAvg):
         shared = self.policy.shared_keys(arrays.keys())
         messages = []
         for node_id in node_ids:
-            held = held_blocks(self.profiles[node_id].modalities)
-            keys = [key for key in shared if block_of(key) in held]
+            held = self._held_keys(self.profiles[node_id].modalities)
+            keys = [key for key in shared if key in held]
             record = ArrayRecord({key: arrays[key] for key in keys})
             self._sent[node_id] = set(keys)
             self._log_bytes(server_round, node_id, message_type, "down", record)
@@ -296,14 +318,25 @@ class BlockwiseStrategy(FedAvg):
                 record = reply.content.array_records.get("arrays")
                 if record is None:
                     raise InvalidUpdate("has no 'arrays' ArrayRecord")
+                self._log_bytes(server_round, node_id, MessageType.TRAIN, "up", record)
                 update = {key: array.numpy() for key, array in record.items()}
                 check_update(update, current, self._sent.get(node_id, set()), private)
             except InvalidUpdate as error:
                 self._reject(server_round, node_id, str(error))
                 continue
-            self._log_bytes(server_round, node_id, MessageType.TRAIN, "up", record)
             updates.append((update, float(weight)))
             losses.append((float(metrics["train-loss"]), weight))
+            self.train_rows.append(
+                {
+                    "round": server_round,
+                    "node_id": node_id,
+                    "partition_id": self.profiles[node_id].partition_id,
+                    "modalities": self.profiles[node_id].label,
+                    "train_examples": weight,
+                    "train_loss": float(metrics["train-loss"]),
+                    "train_seconds": float(metrics.get("train-seconds", math.nan)),
+                }
+            )
         if not updates:
             self.timing[server_round]["aggregate"] = time.perf_counter() - start
             return None, None

@@ -1,5 +1,12 @@
-"""Shared fixtures: a per-session BLOSSOM cache, so tests never touch ~/.cache."""
+"""Shared fixtures: a per-session BLOSSOM cache (tests never touch ~/.cache) and an
+isolated environment for real ``flwr run`` calls."""
 
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,3 +30,69 @@ def blossom_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def watch_dataset(blossom_cache: Path) -> datasets.Dataset:
     """The embedded watch dataset, built once per session into the session cache."""
     return load_task_dataset(WATCH)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_processes_mentioning(text: str, grace: float = 10.0) -> None:
+    """Terminate (then kill) every process whose command line contains ``text``."""
+    pids = _processes_mentioning(text)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while (alive := _processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def flwr_env(tmp_path: Path, blossom_cache: Path) -> Iterator[dict[str, str]]:
+    """Environment for a real, isolated ``flwr run``: own FLWR_HOME, own ports,
+    own results directory. The managed SuperLink is stopped afterwards."""
+    home = tmp_path / "flwr-home"
+    env = {
+        **os.environ,
+        "FLWR_HOME": str(home),
+        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()),
+        "FLWR_LOCAL_CONTROL_API_PORT": str(free_port()),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "BLOSSOM_RESULTS_DIR": str(tmp_path / "results"),
+        "BLOSSOM_CACHE_DIR": str(blossom_cache),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    yield env
+    stop_processes_mentioning(str(home))
+
+
+@pytest.fixture(autouse=True)
+def task_identity() -> Iterator[None]:
+    """Messages are created as the ServerApp process would create them."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None

@@ -1,27 +1,78 @@
-"""The results directory of one experiment and what goes into it."""
+"""The results directory of one experiment and what goes into it.
+
+Column names say what a number is. In ``aggregated_metrics.csv``:
+``weighted_*`` and ``test_loss``/``train_loss`` are example-weighted means of the
+clients' metrics (the paper's convention); ``pooled_*`` are computed once over
+all clients' test predictions together (one confusion matrix). Accuracy is the
+same either way; macro-F1 is not.
+"""
 
 import logging
-import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from logging import INFO
 from pathlib import Path
 
+from flwr.app import MetricRecord
 from flwr.serverapp.strategy import Result
+from flwr.supercore import log
 
 from ..config import ExperimentConfig
-from .csv_files import write_rows
+from ..strategy import BlockwiseStrategy
+from .averaging import average_experiment
+from .csv_files import read_rows, write_rows
+from .layout import (
+    AGGREGATED,
+    CLIENTS,
+    COMMUNICATION,
+    COMPLETED_MARKER,
+    CONFIG,
+    LOG,
+    MODALITIES,
+    REJECTIONS,
+    TIMING,
+    cell_dir,
+    describe,
+    results_root,
+    run_dirs,
+)
+from .plots import plot_experiment, plot_run
 
-RESULTS_ENV = "BLOSSOM_RESULTS_DIR"
+#: MetricRecord key -> CSV column, for the aggregated train and evaluate records.
+TRAIN_COLUMNS = {
+    "num-updates": "train_clients",
+    "num-examples": "train_examples",
+    "train-loss": "train_loss",
+}
+EVALUATE_COLUMNS = {
+    "num-clients": "test_clients",
+    "num-examples": "test_examples",
+    "loss": "test_loss",
+    "accuracy": "weighted_accuracy",
+    "macro-f1": "weighted_macro_f1",
+    "pooled-accuracy": "pooled_accuracy",
+    "pooled-macro-f1": "pooled_macro_f1",
+}
 
+#: Columns of client_metrics.csv; the strategy's evaluation rows call the test
+#: example count ``num_examples`` and the test loss ``loss``.
+CLIENT_COLUMNS = (
+    "round",
+    "partition_id",
+    "node_id",
+    "modalities",
+    "train_examples",
+    "train_loss",
+    "train_seconds",
+    "test_examples",
+    "test_loss",
+    "accuracy",
+    "macro_f1",
+)
+EVALUATE_RENAMES = {"num_examples": "test_examples", "loss": "test_loss"}
 
-def results_root(configured: str) -> Path:
-    """``results-dir``, else ``$BLOSSOM_RESULTS_DIR``, else ``~/blossom-results``.
-
-    A relative path resolves against the ServerApp's working directory, which
-    depends on where the SuperLink was started: prefer absolute paths.
-    """
-    root = configured or os.environ.get(RESULTS_ENV, "") or "~/blossom-results"
-    return Path(root).expanduser().resolve()
+#: Phases timed by the strategy, in round order.
+TIMING_PHASES = ("train", "aggregate", "evaluate")
 
 
 def _toml_value(value: object) -> str:
@@ -41,41 +92,100 @@ def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
     return path
 
 
+def _columns(metrics: MetricRecord | None, names: Mapping[str, str]) -> dict:
+    if metrics is None:
+        return {}
+    return {names.get(k, k.replace("-", "_")): v for k, v in metrics.items()}
+
+
 def aggregated_rows(result: Result) -> list[dict[str, object]]:
     """One row per round: aggregated train metrics and evaluation metrics."""
     rounds = sorted(
         set(result.train_metrics_clientapp) | set(result.evaluate_metrics_clientapp)
     )
-    rows = []
-    for rnd in rounds:
-        row: dict[str, object] = {"round": rnd}
-        train = result.train_metrics_clientapp.get(rnd)
-        if train is not None:
-            row["train_loss"] = train["train-loss"]
-        evaluation = result.evaluate_metrics_clientapp.get(rnd)
-        if evaluation is not None:
-            for key, value in evaluation.items():
-                row[key.replace("-", "_")] = value
-        rows.append(row)
-    return rows
+    return [
+        {
+            "round": rnd,
+            **_columns(result.train_metrics_clientapp.get(rnd), TRAIN_COLUMNS),
+            **_columns(result.evaluate_metrics_clientapp.get(rnd), EVALUATE_COLUMNS),
+        }
+        for rnd in rounds
+    ]
+
+
+def client_rows(
+    train_rows: Iterable[Mapping[str, object]],
+    evaluate_rows: Iterable[Mapping[str, object]],
+) -> list[dict[str, object]]:
+    """One row per round and client: its training and evaluation, where it had
+    them (a client not sampled, or a round not evaluated, leaves cells empty)."""
+    merged: dict[tuple, dict[str, object]] = {}
+
+    def entry(row: Mapping[str, object]) -> dict[str, object]:
+        key = (row["round"], row["partition_id"], row["node_id"])
+        return merged.setdefault(key, dict.fromkeys(CLIENT_COLUMNS, ""))
+
+    for row in train_rows:
+        entry(row).update(row)
+    for row in evaluate_rows:
+        entry(row).update({EVALUATE_RENAMES.get(k, k): v for k, v in row.items()})
+    return [merged[key] for key in sorted(merged)]
+
+
+def timing_rows(timing: Mapping[int, Mapping[str, float]]) -> list[dict]:
+    """One row per round: seconds per phase. ``train_seconds`` runs from sending
+    the train messages to the start of aggregation (the clients' round trip),
+    ``aggregate_seconds`` is the server's averaging, ``evaluate_seconds`` the
+    evaluation round trip."""
+    return [
+        {
+            "round": rnd,
+            **{f"{p}_seconds": phases[p] for p in TIMING_PHASES if p in phases},
+        }
+        for rnd, phases in sorted(timing.items())
+    ]
+
+
+def complete_experiment(experiment: Path) -> None:
+    """Plot every run, average over runs and plot the averages, from the
+    ``run_<k>/`` CSVs. The averaged ``aggregated_metrics.csv`` is written last:
+    it marks the experiment complete (``layout.is_complete``)."""
+    title = describe(experiment)
+    for run in run_dirs(experiment):
+        plot_run(
+            run,
+            read_rows(run / AGGREGATED),
+            read_rows(run / CLIENTS),
+            f"{title}, {run.name.replace('_', ' ')}",
+        )
+    aggregated, by_modality = average_experiment(experiment)
+    write_rows(experiment / MODALITIES, by_modality)
+    plot_experiment(experiment, aggregated, by_modality, title)
+    write_rows(experiment / COMPLETED_MARKER, aggregated)
 
 
 class ExperimentOutput:
-    """``<root>/<dataset>/<partitioner>/<mix>/<aggregation>/<timestamp>/``."""
+    """``<root>/<dataset>/<partitioner>/<mix>/<aggregation>/<timestamp>/``.
+
+    Created at the start (writes ``config.toml``, starts ``run.log``);
+    ``write_run`` after each run; ``finish`` once at the end.
+    """
 
     def __init__(self, config: ExperimentConfig, run_config: Mapping[str, object]):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         self.path = (
-            results_root(config.results_dir)
-            / config.task.name
-            / config.partitioner
-            / config.mix.label
-            / config.policy.name
+            cell_dir(
+                results_root(config.results_dir),
+                config.task.name,
+                config.partitioner,
+                config.mix.label,
+                config.policy.name,
+            )
             / stamp
         )
         self.path.mkdir(parents=True)
-        write_config(self.path / "config.toml", run_config)
-        self._log_handler = logging.FileHandler(self.path / "run.log")
+        write_config(self.path / CONFIG, run_config)
+        self._log_handler = logging.FileHandler(self.path / LOG)
         self._log_handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(message)s")
         )
@@ -86,23 +196,24 @@ class ExperimentOutput:
         path.mkdir(exist_ok=True)
         return path
 
-    def write_run(self, run_index: int, result: Result, strategy) -> Path:
+    def write_run(
+        self, run_index: int, result: Result, strategy: BlockwiseStrategy
+    ) -> Path:
         """Write one run's CSVs; return its directory."""
         path = self.run_dir(run_index)
-        write_rows(path / "aggregated_metrics.csv", aggregated_rows(result))
-        write_rows(path / "client_metrics.csv", strategy.client_rows)
-        write_rows(path / "communication.csv", strategy.communication)
+        write_rows(path / AGGREGATED, aggregated_rows(result))
         write_rows(
-            path / "timing.csv",
-            (
-                {"round": rnd, **phases}
-                for rnd, phases in sorted(strategy.timing.items())
-            ),
+            path / CLIENTS, client_rows(strategy.train_rows, strategy.client_rows)
         )
+        write_rows(path / COMMUNICATION, strategy.communication)
+        write_rows(path / TIMING, timing_rows(strategy.timing))
         if strategy.rejections:
-            write_rows(path / "rejections.csv", strategy.rejections)
+            write_rows(path / REJECTIONS, strategy.rejections)
         return path
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Average over runs and plot (``complete_experiment``), detach ``run.log``."""
+        complete_experiment(self.path)
+        log(INFO, "BLOSSOM results written to %s", self.path)
         logging.getLogger("flwr").removeHandler(self._log_handler)
         self._log_handler.close()

@@ -1,0 +1,120 @@
+"""The ``blossom`` command: ``sweep`` runs an experiment grid through the Flower
+app, ``compare`` tables and plots finished experiments."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from flwr.common.config import parse_config_args
+
+from .errors import ConfigError
+from .reporting.compare import Comparison, compare
+from .reporting.layout import RESULTS_ENV, results_root
+from .sweep import SweepGrid, run_sweep
+
+FAILURE_TAIL = 40  # lines of a failed cell's `flwr run` output to show
+
+
+def _print_comparisons(comparisons: list[Comparison]) -> None:
+    for comparison in comparisons:
+        print(f"\n{comparison.text}\n\nWritten to {comparison.out}:")
+        print("  " + "  ".join(path.name for path in comparison.files))
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    root = results_root(args.results_dir)
+    overrides = parse_config_args(args.run_config)
+    if args.rounds is not None:
+        overrides["num-server-rounds"] = args.rounds
+    if args.num_runs is not None:
+        overrides["num-runs"] = args.num_runs
+    app = args.app.resolve()
+    grid = SweepGrid(
+        tuple(args.datasets),
+        tuple(args.partitioners),
+        tuple(args.mixes),
+        tuple(args.policies),
+    )
+    try:
+        cells = grid.cells(app, root, overrides)
+    except ConfigError as error:
+        print(f"blossom sweep: {error}", file=sys.stderr)
+        return 2
+    print(f"Sweep: {len(cells)} experiment(s) of {app}, results in {root}")
+    report = run_sweep(cells, app, root, cpus_per_client=args.cpus_per_client)
+    for name, outcome in report.failed.items():
+        tail = "\n".join(outcome.output.splitlines()[-FAILURE_TAIL:])
+        print(f"\n--- {name} failed ({outcome.status}); end of its output:\n{tail}")
+    _print_comparisons(report.comparisons)
+    return 1 if report.failed else 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    comparisons = compare(args.paths, args.out)
+    if not comparisons:
+        print("blossom compare: no finished experiment found", file=sys.stderr)
+        return 1
+    _print_comparisons(comparisons)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    main_parser = argparse.ArgumentParser(prog="blossom", description=__doc__)
+    commands = main_parser.add_subparsers(dest="command", required=True)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run a grid of experiments with `flwr run`, then compare them",
+        description="Run every cell of datasets x partitioners x policies x mixes "
+        "as one `flwr run` simulation (one SuperNode per client of the mix). "
+        "Cells already complete with the same run config are skipped, so an "
+        "interrupted sweep resumes. The default grid is the paper's 18 cells.",
+    )
+    paper = SweepGrid()
+    sweep.add_argument("--datasets", nargs="+", default=paper.datasets)
+    sweep.add_argument("--partitioners", nargs="+", default=paper.partitioners)
+    sweep.add_argument("--mixes", nargs="+", default=paper.mixes)
+    sweep.add_argument("--policies", nargs="+", default=paper.policies)
+    sweep.add_argument("--rounds", type=int, help="num-server-rounds of every cell")
+    sweep.add_argument("--num-runs", type=int, help="runs (seeds) per cell")
+    sweep.add_argument(
+        "--results-dir",
+        default="",
+        help=f"results root (default: ${RESULTS_ENV}, else ~/blossom-results)",
+    )
+    sweep.add_argument(
+        "--app",
+        type=Path,
+        default=Path("."),
+        help="the Flower app directory (with pyproject.toml; default: .)",
+    )
+    sweep.add_argument(
+        "--run-config",
+        action="append",
+        help='extra run-config values for every cell, e.g. "batch-size=32"',
+    )
+    sweep.add_argument(
+        "--cpus-per-client", type=int, default=1, help="CPUs per simulated client"
+    )
+    sweep.set_defaults(handler=_sweep)
+
+    comparison = commands.add_parser(
+        "compare",
+        help="table and plots comparing policies and mixes",
+        description="Compare finished experiments per dataset and partitioner: "
+        "final metrics ± std per policy and mix, and each policy's relative gain "
+        "over full-model. Writes <dataset>/<partitioner>/comparison/.",
+    )
+    comparison.add_argument(
+        "paths", nargs="+", type=Path, help="experiment directories or results roots"
+    )
+    comparison.add_argument(
+        "--out", type=Path, help="write under this root instead of the results'"
+    )
+    comparison.set_defaults(handler=_compare)
+    return main_parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.handler(args)

@@ -1,0 +1,313 @@
+"""Compare finished experiments of one dataset and partitioner: aggregation
+policies x modality mixes (final metric +- std over runs, and each policy's
+relative gain over ``full-model`` on the same mix).
+
+Writes ``<root>/<dataset>/<partitioner>/comparison/``: ``comparison.csv``,
+``comparison.md`` and ``comparison_*.png``.
+"""
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .csv_files import number, read_rows, write_rows
+from .layout import (
+    AGGREGATED,
+    COMMUNICATION,
+    COMPARISON,
+    MODALITIES,
+    find_experiments,
+    labels,
+    run_dirs,
+)
+from .plots import (
+    CLIENT_METRICS,
+    Bar,
+    comparison_bars,
+    comparison_curves,
+    modality_colors,
+    policy_colors,
+    series,
+)
+
+BASELINE = "full-model"
+
+#: Compared columns of the averaged aggregated_metrics.csv -> header text.
+COMPARED = {
+    "weighted_accuracy": "accuracy (weighted)",
+    "weighted_macro_f1": "macro-F1 (weighted)",
+    "pooled_macro_f1": "macro-F1 (pooled)",
+}
+#: Per-modality-set metrics compared in plots (modality_metrics.csv columns).
+COMPARED_BY_MODALITY = ("accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A finished experiment: its cell and its across-run tables."""
+
+    path: Path
+    mix: str
+    policy: str
+    aggregated: list[dict[str, str]]
+    by_modality: list[dict[str, str]]
+
+    @classmethod
+    def load(cls, path: Path) -> "Experiment":
+        cell = labels(path)
+        return cls(
+            path,
+            cell["mix"],
+            cell["aggregation"],
+            read_rows(path / AGGREGATED),
+            read_rows(path / MODALITIES),
+        )
+
+    @property
+    def runs(self) -> int:
+        return max((int(row["runs"]) for row in self.aggregated), default=0)
+
+    @property
+    def rounds(self) -> int:
+        return max((int(row["round"]) for row in self.aggregated), default=0)
+
+
+def final(rows: Sequence[Mapping[str, str]], column: str) -> tuple[int, float, float]:
+    """``(round, mean, std)`` of the last round with a value of ``column``
+    (an across-run table's ``<column>_mean``/``_std``); NaNs when none."""
+    for row in reversed(rows):
+        mean = number(row.get(f"{column}_mean", ""))
+        if not math.isnan(mean):
+            return int(row["round"]), mean, number(row[f"{column}_std"])
+    return 0, math.nan, math.nan
+
+
+def relative_gain(value: float, baseline: float) -> float:
+    """``(value - baseline) / baseline`` in percent; NaN without a baseline."""
+    if math.isnan(baseline) or baseline == 0:
+        return math.nan
+    return (value - baseline) / baseline * 100.0
+
+
+def megabytes_per_round(experiment: Path) -> float:
+    """Bytes sent (down and up, all nodes and phases) per round, in MB (1e6 B),
+    averaged over rounds and runs."""
+    per_run = []
+    for run in run_dirs(experiment):
+        rows = read_rows(run / COMMUNICATION)
+        rounds = {row["round"] for row in rows}
+        if rounds:
+            per_run.append(sum(int(row["bytes"]) for row in rows) / len(rounds) / 1e6)
+    return sum(per_run) / len(per_run) if per_run else math.nan
+
+
+def _policy_order(policy: str) -> tuple[bool, str]:
+    return policy != BASELINE, policy
+
+
+def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object]]:
+    """One row per mix and policy: runs, final round, and per compared metric
+    ``<metric>_mean``, ``<metric>_std``, ``<metric>_gain_pct`` (relative gain
+    over ``full-model`` of the same mix), then ``mb_per_round``."""
+    chosen = sorted(experiments, key=lambda e: (e.mix, _policy_order(e.policy)))
+    finals = {(e.mix, e.policy): e for e in chosen}
+    table = []
+    for experiment in chosen:
+        baseline = finals.get((experiment.mix, BASELINE))
+        row: dict[str, object] = {
+            "mix": experiment.mix,
+            "policy": experiment.policy,
+            "runs": experiment.runs,
+            "rounds": experiment.rounds,
+        }
+        for column in COMPARED:
+            _, mean, std = final(experiment.aggregated, column)
+            base = final(baseline.aggregated, column)[1] if baseline else math.nan
+            row[f"{column}_mean"] = mean
+            row[f"{column}_std"] = std
+            row[f"{column}_gain_pct"] = relative_gain(mean, base)
+        row["mb_per_round"] = megabytes_per_round(experiment.path)
+        table.append(row)
+    return table
+
+
+def _cells(table: Sequence[Mapping[str, object]]) -> tuple[list[str], list[list[str]]]:
+    """Header and text cells shared by the printed and the markdown table."""
+    header = ["mix", "policy", "runs", "rounds"]
+    for text in COMPARED.values():
+        header += [text, "gain"]
+    header.append("MB/round")
+    rows = []
+    for row in table:
+        cells = [str(row[k]) for k in ("mix", "policy", "runs", "rounds")]
+        for column in COMPARED:
+            mean, std = row[f"{column}_mean"], row[f"{column}_std"]
+            gain = row[f"{column}_gain_pct"]
+            cells.append(f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}"))
+            if row["policy"] == BASELINE:
+                cells.append("(base)")
+            else:
+                cells.append("n/a" if math.isnan(gain) else f"{gain:+.1f} %")
+        cells.append(f"{row['mb_per_round']:.2f}")
+        rows.append(cells)
+    return header, rows
+
+
+def format_text(table: Sequence[Mapping[str, object]], title: str) -> str:
+    """The table as aligned text (for the terminal)."""
+    header, rows = _cells(table)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [title]
+    for cells in [header, *rows]:
+        text = "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+        lines.append(text.rstrip())
+    return "\n".join(lines)
+
+
+def format_markdown(table: Sequence[Mapping[str, object]], title: str) -> str:
+    """The table as GitHub markdown (for pasting into notes)."""
+    header, rows = _cells(table)
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "---|" * len(header))
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _bars(
+    policies: Sequence[str],
+    groups: Sequence[str],
+    rows_of: Callable[[str, str], Sequence[Mapping[str, str]] | None],
+    column: str,
+) -> dict[str, list[Bar | None]]:
+    """{policy: one bar per group}: the final mean and std of ``column`` in
+    ``rows_of(policy, group)`` (None: no experiment), noted with its relative
+    gain over ``full-model`` in the same group."""
+    finals = {
+        policy: [
+            None if (rows := rows_of(policy, group)) is None else final(rows, column)
+            for group in groups
+        ]
+        for policy in policies
+    }
+    baseline = finals.get(BASELINE, [None] * len(groups))
+    bars: dict[str, list[Bar | None]] = {}
+    for policy, values in finals.items():
+        bars[policy] = []
+        for value, base in zip(values, baseline, strict=True):
+            if value is None:
+                bars[policy].append(None)
+                continue
+            gain = relative_gain(value[1], base[1] if base else math.nan)
+            note = "" if policy == BASELINE or math.isnan(gain) else f"{gain:+.0f} %"
+            bars[policy].append(Bar(value[1], value[2], note))
+    return bars
+
+
+def _plot(out: Path, experiments: Sequence[Experiment], title: str) -> list[Path]:
+    by_cell = {(e.mix, e.policy): e for e in experiments}
+    mixes = sorted({e.mix for e in experiments})
+    policies = sorted({e.policy for e in experiments}, key=_policy_order)
+    colors = policy_colors(policies)
+    written = []
+    for column, text in COMPARED.items():
+        bars = _bars(
+            policies,
+            mixes,
+            lambda p, mix: by_cell[mix, p].aggregated if (mix, p) in by_cell else None,
+            column,
+        )
+        written.append(
+            comparison_bars(
+                out / f"comparison_{column}.png",
+                f"{title}\nfinal {text}, mean ± std over runs",
+                text,
+                {"": (mixes, bars)},
+                colors,
+            )
+        )
+        curves = {
+            f"mix {mix}": [
+                series(by_cell[mix, p].aggregated, column, p, colors[p])
+                for p in policies
+                if (mix, p) in by_cell
+            ]
+            for mix in mixes
+        }
+        written.append(
+            comparison_curves(
+                out / f"comparison_curves_{column}.png",
+                f"{title}\n{text} per round, mean ± std over runs",
+                text,
+                curves,
+            )
+        )
+    for metric in COMPARED_BY_MODALITY:
+        panels = {}
+        for mix in mixes:
+            cells = [by_cell[mix, p] for p in policies if (mix, p) in by_cell]
+            seen = {r["modalities"] for e in cells for r in e.by_modality}
+            groups = [s for s in modality_colors(seen) if s in seen]
+
+            def rows_of(policy: str, group: str, mix: str = mix) -> list | None:
+                cell = by_cell.get((mix, policy))
+                if cell is None:
+                    return None
+                return [r for r in cell.by_modality if r["modalities"] == group]
+
+            panels[f"mix {mix}"] = (groups, _bars(policies, groups, rows_of, metric))
+        written.append(
+            comparison_bars(
+                out / f"comparison_modality_{metric}.png",
+                f"{title}\nfinal {CLIENT_METRICS[metric].lower()} per modality set\n"
+                "(weighted over its clients), mean ± std over runs",
+                CLIENT_METRICS[metric],
+                panels,
+                colors,
+            )
+        )
+    return written
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``compare`` wrote for one dataset and partitioner."""
+
+    out: Path
+    text: str
+    files: list[Path]
+
+
+def compare(paths: Sequence[Path], out: Path | None = None) -> list[Comparison]:
+    """Compare every finished experiment in or under ``paths``, per dataset and
+    partitioner; with several experiments of one cell, the latest counts.
+
+    Writes into ``<out>/<dataset>/<partitioner>/comparison/``; ``out`` defaults
+    to the experiments' own results root.
+    """
+    complete, _ = find_experiments(list(paths))
+    groups: dict[Path, dict[tuple[str, str], Path]] = defaultdict(dict)
+    for path in complete:  # sorted: a later timestamp replaces an earlier one
+        cell = labels(path)
+        group = path.parents[2]
+        groups[group][cell["mix"], cell["aggregation"]] = path
+    comparisons = []
+    for group, cells in sorted(groups.items()):
+        experiments = [Experiment.load(path) for path in cells.values()]
+        dataset, partitioner = group.parent.name, group.name
+        target = (out / dataset / partitioner if out else group) / COMPARISON
+        target.mkdir(parents=True, exist_ok=True)
+        title = f"{dataset} / {partitioner}: policies x modality mixes"
+        table = comparison_table(experiments)
+        text = format_text(table, title)
+        files = [
+            write_rows(target / "comparison.csv", table),
+            target / "comparison.md",
+            *_plot(target, experiments, title),
+        ]
+        (target / "comparison.md").write_text(
+            format_markdown(table, title), encoding="utf-8"
+        )
+        comparisons.append(Comparison(target, text, files))
+    return comparisons

@@ -1,0 +1,375 @@
+"""Plots of an experiment's metrics (matplotlib ``Figure`` objects: no display,
+no global backend state).
+
+Every line plot is per metric over rounds, with one colour per modality set
+(the same set gets the same colour in every plot), a ± std band where the
+values are means over runs, and each line's final, maximum and minimum in its
+legend entry (the maximum and minimum also marked on the line).
+"""
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from .csv_files import number
+
+Row = Mapping[str, object]
+
+#: Client metric column -> axis label.
+CLIENT_METRICS = {
+    "accuracy": "Accuracy",
+    "macro_f1": "Macro-F1",
+    "test_loss": "Test loss",
+    "train_loss": "Train loss",
+}
+
+#: Aggregated figures: name -> (axis label, [(column, legend label, colour, style)]).
+AGGREGATE_FIGURES = {
+    "accuracy": (
+        "Accuracy",
+        [("weighted_accuracy", "all clients (weighted mean = pooled)", "black", "-")],
+    ),
+    "macro_f1": (
+        "Macro-F1",
+        [
+            ("weighted_macro_f1", "example-weighted mean of clients", "black", "-"),
+            ("pooled_macro_f1", "pooled over all test predictions", "tab:red", "--"),
+        ],
+    ),
+    "loss": (
+        "Loss",
+        [
+            ("train_loss", "train (weighted mean of clients)", "black", "-"),
+            ("test_loss", "test (weighted mean of clients)", "tab:red", "--"),
+        ],
+    ),
+}
+
+PALETTE = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
+POLICY_PALETTE = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02")
+BASELINE_COLOR = "dimgray"
+STYLES = ("-", "--", ":", "-.")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: ``values[i]`` at ``rounds[i]``, and its ± ``std`` (NaN: none)."""
+
+    label: str
+    rounds: list[int]
+    values: list[float]
+    std: list[float]
+    color: str
+    style: str = "-"
+
+
+def series(
+    rows: Iterable[Row], column: str, label: str, color: str, style: str = "-"
+) -> Series:
+    """The per-round ``column`` of ``rows``, or of an across-run table's
+    ``<column>_mean`` and ``<column>_std``; rounds without a value are left out."""
+    points = []
+    for row in rows:
+        if f"{column}_mean" in row:
+            value, std = number(row[f"{column}_mean"]), number(row[f"{column}_std"])
+        else:
+            value, std = number(row.get(column, "")), math.nan
+        if not math.isnan(value):
+            points.append((int(row["round"]), value, std))
+    rounds, values, stds = ([p[i] for p in points] for i in range(3))
+    return Series(label, rounds, values, stds, color, style)
+
+
+def modality_colors(labels: Iterable[str]) -> dict[str, str]:
+    """A fixed colour per modality set.
+
+    The sets that can be formed from the modalities seen, ordered by size then
+    name (``acc``, ``gyro``, ``acc+gyro``), take the palette's colours in turn,
+    so a set has the same colour whichever mix it appears in.
+    """
+    names = sorted({m for label in labels for m in label.split("+")})
+    sets = [
+        "+".join(c)
+        for size in range(1, len(names) + 1)
+        for c in combinations(names, size)
+    ]
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sets)}
+
+
+def policy_colors(policies: Sequence[str]) -> dict[str, str]:
+    """A colour per policy, in the given order: ``full-model`` (the baseline)
+    grey, the others in palette order."""
+    others = iter(POLICY_PALETTE * len(policies))
+    return {p: BASELINE_COLOR if p == "full-model" else next(others) for p in policies}
+
+
+def _legend_label(line: Series) -> str:
+    v = line.values
+    top, low = v.index(max(v)), v.index(min(v))
+    return (
+        f"{line.label}\nfinal {v[-1]:.3f} · max {v[top]:.3f} (r{line.rounds[top]})"
+        f" · min {v[low]:.3f} (r{line.rounds[low]})"
+    )
+
+
+def draw_series(ax: Axes, lines: Sequence[Series], mark_extremes: bool = True) -> None:
+    """Draw ``lines`` (empty ones skipped) with std bands and annotated legend."""
+    for line in lines:
+        if not line.values:
+            continue
+        marker = "o" if len(line.rounds) <= 30 else None
+        ax.plot(
+            line.rounds,
+            line.values,
+            linestyle=line.style,
+            color=line.color,
+            marker=marker,
+            markersize=3,
+            label=_legend_label(line),
+        )
+        if any(not math.isnan(s) for s in line.std):
+            spread = [0.0 if math.isnan(s) else s for s in line.std]
+            pairs = list(zip(line.values, spread, strict=True))
+            ax.fill_between(
+                line.rounds,
+                [v - s for v, s in pairs],
+                [v + s for v, s in pairs],
+                color=line.color,
+                alpha=0.15,
+                linewidth=0,
+            )
+        if mark_extremes:
+            for pick, shape in ((max, "^"), (min, "v")):
+                i = line.values.index(pick(line.values))
+                ax.plot(
+                    line.rounds[i],
+                    line.values[i],
+                    shape,
+                    color=line.color,
+                    markersize=9,
+                )
+    ax.margins(x=0.08)  # room for the final values on the right
+    _label_finals(ax, [line for line in lines if line.values])
+    ax.set_xlabel("Round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+
+
+def _label_finals(ax: Axes, lines: Sequence[Series]) -> None:
+    """Write each line's final value right of its end, nudged apart vertically
+    so that close values stay legible."""
+    low, high = ax.get_ylim()
+    gap = 0.035 * (high - low)
+    placed: list[float] = []
+    for line in sorted(lines, key=lambda line: line.values[-1]):
+        y = line.values[-1]
+        if placed and y < placed[-1] + gap:
+            y = placed[-1] + gap
+        placed.append(y)
+        ax.annotate(
+            f"{line.values[-1]:.3f}",
+            (line.rounds[-1], y),
+            xytext=(7, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+            color=line.color,
+            annotation_clip=False,
+        )
+
+
+def line_plot(
+    path: Path,
+    title: str,
+    ylabel: str,
+    lines: Sequence[Series],
+    mark_extremes: bool = True,
+) -> Path | None:
+    """One line plot with the legend to the right; None (no file) without data."""
+    if not any(line.values for line in lines):
+        return None
+    figure = Figure(figsize=(10, 5), layout="constrained")
+    ax = figure.add_subplot()
+    draw_series(ax, lines, mark_extremes)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _aggregate_plots(
+    out: Path, prefix: str, rows: Sequence[Row], title: str
+) -> list[Path]:
+    written = []
+    for name, (ylabel, columns) in AGGREGATE_FIGURES.items():
+        lines = [series(rows, *column) for column in columns]
+        path = line_plot(
+            out / f"{prefix}_{name}.png", f"{title}\n{ylabel}", ylabel, lines
+        )
+        written += [path] if path else []
+    return written
+
+
+def plot_run(
+    run_dir: Path, aggregated: Sequence[Row], clients: Sequence[Row], title: str
+) -> list[Path]:
+    """``aggregated_<metric>.png`` and ``client_wise_<metric>.png`` of one run.
+
+    ``aggregated``/``clients``: the run's aggregated_metrics.csv and
+    client_metrics.csv rows.
+    """
+    written = _aggregate_plots(run_dir, "aggregated", aggregated, title)
+    colors = modality_colors(str(r["modalities"]) for r in clients)
+    keys = sorted(
+        {(str(r["modalities"]), int(r["partition_id"])) for r in clients},
+        key=lambda k: (list(colors).index(k[0]), k[1]),
+    )
+    # clients of one modality set share its colour and differ by line style
+    styles = {
+        key: STYLES[[k[0] for k in keys[:i]].count(key[0]) % len(STYLES)]
+        for i, key in enumerate(keys)
+    }
+    for metric, ylabel in CLIENT_METRICS.items():
+        lines = [
+            series(
+                [r for r in clients if int(r["partition_id"]) == partition],
+                metric,
+                f"client {partition} ({modalities})",
+                colors[modalities],
+                styles[modalities, partition],
+            )
+            for modalities, partition in keys
+        ]
+        path = line_plot(
+            run_dir / f"client_wise_{metric}.png",
+            f"{title}\n{ylabel} per client (personalized model, local data)",
+            ylabel,
+            lines,
+            mark_extremes=False,
+        )
+        written += [path] if path else []
+    return written
+
+
+def plot_experiment(
+    experiment: Path, aggregated: Sequence[Row], by_modality: Sequence[Row], title: str
+) -> list[Path]:
+    """``averaged_<metric>.png`` and ``modality_wise_<metric>.png``: means over
+    runs with ± std bands. ``aggregated``/``by_modality``: across-run tables
+    (``averaging.average_experiment``)."""
+    runs = max((int(r["runs"]) for r in aggregated), default=0)
+    subtitle = f"{title}, mean ± std over {runs} run{'s' * (runs != 1)}"
+    written = _aggregate_plots(experiment, "averaged", aggregated, subtitle)
+    colors = modality_colors(str(r["modalities"]) for r in by_modality)
+    present = [m for m in colors if any(r["modalities"] == m for r in by_modality)]
+    for metric, ylabel in CLIENT_METRICS.items():
+        lines = []
+        for modalities in present:
+            own = [r for r in by_modality if r["modalities"] == modalities]
+            clients = round(number(own[0]["clients_mean"]))
+            label = f"{modalities} ({clients} client{'s' * (clients != 1)})"
+            lines.append(series(own, metric, label, colors[modalities]))
+        path = line_plot(
+            experiment / f"modality_wise_{metric}.png",
+            f"{subtitle}\n{ylabel}, example-weighted mean over the clients of each set",
+            ylabel,
+            lines,
+        )
+        written += [path] if path else []
+    return written
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar: a mean over runs, its std (NaN: no spread known) and a note
+    printed under the value (e.g. a relative gain)."""
+
+    mean: float
+    std: float
+    note: str = ""
+
+
+def _panels(count: int, title: str) -> tuple[Figure, list[Axes]]:
+    """A figure of ``count`` panels, three per row, sharing the y axis."""
+    columns, rows = min(count, 3), math.ceil(count / 3)
+    size = (max(7.0, 1 + 4.5 * columns), 1.5 + 4 * rows)
+    figure = Figure(figsize=size, layout="constrained")
+    axes = list(figure.subplots(rows, columns, squeeze=False, sharey=True).ravel())
+    for unused in axes[count:]:
+        unused.set_visible(False)
+    figure.suptitle(title, fontsize=11)
+    return figure, axes[:count]
+
+
+def comparison_bars(
+    path: Path,
+    title: str,
+    ylabel: str,
+    panels: Mapping[str, tuple[Sequence[str], Mapping[str, Sequence[Bar | None]]]],
+    colors: Mapping[str, str],
+) -> Path:
+    """Grouped bars. ``panels``: panel title -> (x groups, {policy: one bar per
+    group, None for none}); a bar shows its mean, a ± std whisker, and its
+    value and note above it. ``colors`` orders the bars in a group."""
+    figure, axes = _panels(len(panels), title)
+    width = min(0.8 / len(colors), 0.3)
+    for ax, (name, (groups, bars)) in zip(axes, panels.items(), strict=True):
+        for slot, (policy, color) in enumerate(colors.items()):
+            for index, bar in enumerate(bars.get(policy, [])):
+                if bar is None or math.isnan(bar.mean):
+                    continue
+                x = index + (slot - (len(colors) - 1) / 2) * width
+                spread = 0.0 if math.isnan(bar.std) else bar.std
+                ax.bar(x, bar.mean, width, color=color, yerr=spread or None, capsize=3)
+                ax.annotate(
+                    f"{bar.mean:.3f}" + (f"\n{bar.note}" if bar.note else ""),
+                    (x, bar.mean + spread),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+        ax.set_xticks(range(len(groups)), groups)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.margins(y=0.12)  # room for the values above the bars
+    axes[0].set_ylabel(ylabel)
+    handles = [Patch(color=color, label=policy) for policy, color in colors.items()]
+    figure.legend(handles=handles, loc="outside lower center", ncols=len(handles))
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def comparison_curves(
+    path: Path, title: str, ylabel: str, panels: Mapping[str, Sequence[Series]]
+) -> Path:
+    """Line panels (e.g. one per modality mix), each with its own legend below."""
+    figure, axes = _panels(len(panels), title)
+    for ax, (name, lines) in zip(axes, panels.items(), strict=True):
+        draw_series(ax, lines, mark_extremes=False)
+        ax.set_title(name, fontsize=10)
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=7, frameon=False
+        )
+    axes[0].set_ylabel(ylabel)
+    figure.savefig(path, dpi=110)
+    return path

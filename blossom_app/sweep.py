@@ -1,0 +1,178 @@
+"""Run a grid of experiments (datasets x partitioners x policies x mixes) through
+the real Flower app (``flwr run``, one run per cell), then compare them.
+
+A cell is skipped when a complete experiment with the same run config already
+exists under the results root, so an interrupted sweep resumes where it stopped.
+"""
+
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from statistics import fmean
+
+from .config import ExperimentConfig
+from .errors import ConfigError
+from .flwr_runner import RunOutcome, Scalar, run_app
+from .reporting.compare import Comparison, compare
+from .reporting.layout import cell_dir, find_experiments, read_config
+
+#: Run-config keys that say where results go, not what was run.
+NOT_COMPARED = frozenset({"results-dir"})
+
+
+def app_defaults(app_dir: Path) -> dict[str, Scalar]:
+    """The app's ``[tool.flwr.app.config]`` (what ``flwr run`` starts from)."""
+    with (app_dir / "pyproject.toml").open("rb") as handle:
+        return tomllib.load(handle)["tool"]["flwr"]["app"]["config"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One experiment of the grid.
+
+    ``run_config``: the values passed to ``flwr run --run-config``;
+    ``resolved``: those over the app's defaults (what the ServerApp will see);
+    ``config``: the validated experiment (it gives the number of nodes).
+    """
+
+    run_config: dict[str, Scalar]
+    resolved: dict[str, Scalar]
+    config: ExperimentConfig
+
+    @property
+    def name(self) -> str:
+        c = self.config
+        return f"{c.task.name}/{c.partitioner}/{c.mix.label}/{c.policy.name}"
+
+    def directory(self, root: Path) -> Path:
+        c = self.config
+        return cell_dir(root, c.task.name, c.partitioner, c.mix.label, c.policy.name)
+
+    def finished(self, root: Path) -> Path | None:
+        """The latest complete experiment of this cell that ran with the same
+        resolved run config (apart from where its results went), if any."""
+        complete, _ = find_experiments([self.directory(root)])
+        wanted = {k: v for k, v in self.resolved.items() if k not in NOT_COMPARED}
+        matching = [
+            path
+            for path in complete
+            if all(read_config(path).get(k) == v for k, v in wanted.items())
+        ]
+        return matching[-1] if matching else None
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """Which experiments a sweep runs: every combination of these values.
+
+    The defaults are the paper's grid per dataset: 2 partitioners x 3 mixes x
+    3 policies = 18 experiments.
+    """
+
+    datasets: tuple[str, ...] = ("watch",)
+    partitioners: tuple[str, ...] = ("iid", "dirichlet")
+    mixes: tuple[str, ...] = ("0-0-10", "3-3-4", "5-5-0")
+    policies: tuple[str, ...] = ("full-model", "private-head", "private-head-fusion")
+
+    def cells(
+        self, app_dir: Path, root: Path, overrides: Mapping[str, Scalar]
+    ) -> list[Cell]:
+        """Every cell, each validated (as the ServerApp will) before anything
+        runs. ``overrides`` are extra run-config values for every cell (rounds,
+        runs...). Raises ConfigError naming the bad key or value."""
+        defaults = app_defaults(app_dir)
+        unknown = sorted(set(overrides) - set(defaults))
+        if unknown:
+            raise ConfigError("--run-config", ", ".join(unknown), ", ".join(defaults))
+        cells = []
+        for dataset, partitioner, mix, policy in product(
+            self.datasets, self.partitioners, self.mixes, self.policies
+        ):
+            run_config = {
+                **overrides,
+                "dataset": dataset,
+                "partitioner": partitioner,
+                "modality-mix": mix,
+                "aggregation": policy,
+                "results-dir": str(root),
+            }
+            resolved = {**defaults, **run_config}
+            config = ExperimentConfig.from_run_config(resolved)
+            cells.append(Cell(run_config, resolved, config))
+        return cells
+
+
+@dataclass
+class SweepReport:
+    """What a sweep did: completed experiment per cell name, skipped and failed
+    cells, and the comparisons written at the end."""
+
+    completed: dict[str, Path] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, RunOutcome] = field(default_factory=dict)
+    comparisons: list[Comparison] = field(default_factory=list)
+
+
+def _bar(done: int, total: int, width: int = 24) -> str:
+    filled = round(width * done / total)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    app_dir: Path,
+    root: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    cpus_per_client: int = 1,
+    progress: Callable[[str], None] = print,
+) -> SweepReport:
+    """Run every unfinished cell with ``flwr run`` (simulation, one SuperNode per
+    client of the cell's mix), then compare what is complete.
+
+    A failed cell is reported and the sweep goes on; ``progress`` gets one line
+    per event.
+    """
+    report = SweepReport()
+    durations: list[float] = []
+    for index, cell in enumerate(cells):
+        bar = _bar(index, len(cells))
+        if (done := cell.finished(root)) is not None:
+            report.completed[cell.name] = done
+            report.skipped.append(cell.name)
+            progress(f"{bar} {cell.name}: already done ({done.name}), skipped")
+            continue
+        left = fmean(durations) * (len(cells) - index) if durations else 0.0
+        eta = f", about {_duration(left)} left" if durations else ""
+        progress(f"{bar} {cell.name}: running{eta}")
+        start = time.monotonic()
+        outcome = run_app(
+            app_dir,
+            cell.run_config,
+            num_supernodes=cell.config.mix.num_clients,
+            cpus_per_client=cpus_per_client,
+            env=env,
+        )
+        durations.append(time.monotonic() - start)
+        done = cell.finished(root)
+        if outcome.ok and done is not None:
+            report.completed[cell.name] = done
+            progress(f"{bar} {cell.name}: done in {_duration(durations[-1])}")
+        else:
+            report.failed[cell.name] = outcome
+            note = f"; its results are complete in {done}" if done else ""
+            progress(f"{bar} {cell.name}: FAILED ({outcome.status}{note})")
+    progress(
+        f"{_bar(len(cells), len(cells))} {len(report.completed)} complete "
+        f"({len(report.skipped)} skipped), {len(report.failed)} failed"
+    )
+    if report.completed:
+        report.comparisons = compare(list(report.completed.values()))
+    return report

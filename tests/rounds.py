@@ -1,0 +1,80 @@
+"""In-process rounds: the real strategy's messages handed to the real ClientApp."""
+
+import tomllib
+from functools import cache, partial
+from pathlib import Path
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
+from blossom_app.benchmarks import get_task
+from blossom_app.blocks import make_policy
+from blossom_app.client_app import app as client_app
+from blossom_app.model import build_model, parameter_keys
+from blossom_app.strategy import BlockwiseStrategy, NodeProfile
+
+WATCH = get_task("watch")
+DEFAULTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
+    "tool"
+]["flwr"]["app"]["config"]
+RUN_CONFIG = {
+    **DEFAULTS,
+    "modality-mix": "1-1-1",
+    "num-server-rounds": 2,
+    "batch-size": 64,
+}
+# node id -> modalities dealt by the 1-1-1 mix to partitions 0, 1, 2
+NODES = {101: ("acc",), 102: ("gyro",), 103: ("acc", "gyro")}
+
+
+def profiles() -> dict[int, NodeProfile]:
+    return {
+        node_id: NodeProfile(node_id, mods, "modality-mix", index, 3, 100, 30, "cpu")
+        for index, (node_id, mods) in enumerate(NODES.items())
+    }
+
+
+def strategy(policy: str, **kwargs) -> BlockwiseStrategy:
+    return BlockwiseStrategy(
+        make_policy(policy, "", WATCH.modality_names),
+        profiles(),
+        cache(partial(parameter_keys, WATCH, fusion="attention")),
+        num_rounds=2,
+        **kwargs,
+    )
+
+
+def global_arrays(seed: int = 42) -> ArrayRecord:
+    model = build_model(WATCH, WATCH.modality_names, "attention", seed)
+    return ArrayRecord(model.state_dict())
+
+
+def contexts(run_config: dict | None = None) -> dict[int, Context]:
+    return {
+        node_id: Context(
+            run_id=1,
+            node_id=node_id,
+            node_config={"partition-id": index, "num-partitions": 3},
+            state=RecordDict(),
+            run_config=run_config or RUN_CONFIG,
+        )
+        for index, node_id in enumerate(NODES)
+    }
+
+
+def train_round(
+    server: BlockwiseStrategy,
+    arrays: ArrayRecord,
+    nodes: dict[int, Context],
+    server_round: int,
+    run_index: int = 0,
+) -> tuple[list[Message], ArrayRecord | None]:
+    """Send, train on every node, aggregate; return the replies and new arrays."""
+    config = ConfigRecord({"run-index": run_index})
+    messages = server.configure_train(server_round, arrays, config, grid=None)
+    replies = [client_app(msg, nodes[msg.metadata.dst_node_id]) for msg in messages]
+    new_arrays, _ = server.aggregate_train(server_round, replies)
+    return replies, new_arrays
+
+
+def reply(to: Message, content: RecordDict) -> Message:
+    return Message(content, reply_to=to)

@@ -1,0 +1,65 @@
+"""End to end: the real app under a real `flwr run` simulation (isolated FLWR_HOME,
+own ports, managed SuperLink stopped afterwards; status checked with `flwr ls`)."""
+
+from pathlib import Path
+
+import pytest
+
+from blossom_app.blocks import POLICIES
+from blossom_app.flwr_runner import run_app
+from blossom_app.reporting.csv_files import read_rows
+
+APP = Path(__file__).parents[1]
+TINY = {"num-server-rounds": 2, "modality-mix": "1-1-1", "batch-size": 32}
+
+
+def results_dir(env: dict[str, str]) -> Path:
+    [path] = Path(env["BLOSSOM_RESULTS_DIR"]).glob("watch/iid/1-1-1/*/*")
+    return path
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_no_private_block_ever_leaves_a_client(policy, flwr_env):
+    outcome = run_app(
+        APP,
+        {**TINY, "aggregation": policy},
+        num_supernodes=3,
+        env=flwr_env,
+        timeout=600,
+    )
+    assert outcome.ok, outcome.output[-3000:]
+    run = results_dir(flwr_env) / "run_0"
+    sent_up = [
+        r for r in read_rows(run / "communication.csv") if r["direction"] == "up"
+    ]
+    clients = read_rows(run / "client_metrics.csv")
+    modalities = {r["partition_id"]: r["modalities"] for r in clients}
+
+    # every node replied in every round, and none of its replies carried a
+    # private block or an encoder of a modality it does not hold
+    assert {(r["round"], r["partition_id"]) for r in sent_up} == {
+        (str(rnd), str(p)) for rnd in (1, 2) for p in range(3)
+    }
+    for row in sent_up:
+        assert row["block"] not in POLICIES[policy]
+        if row["block"].startswith("encoder:"):
+            assert (
+                row["block"].removeprefix("encoder:") in modalities[row["partition_id"]]
+            )
+    shared = {"fusion", "head"} - POLICIES[policy]
+    assert shared <= {row["block"] for row in sent_up}
+    assert not (run / "rejections.csv").exists()
+
+    # the run wrote its CSVs and ended with the per-modality-set table
+    assert len(clients) == 3 * 2
+    assert set(modalities.values()) == {"acc", "gyro", "acc+gyro"}
+    assert (run / "aggregated_metrics.csv").exists()
+    assert (run / "timing.csv").exists()
+    assert "Personalized models, final round" in outcome.output
+    assert str(results_dir(flwr_env)) in outcome.output
+
+
+def test_mix_that_does_not_match_the_federation_fails_with_what_to_type(flwr_env):
+    outcome = run_app(APP, {"num-server-rounds": 1}, num_supernodes=2, env=flwr_env)
+    assert outcome.status == "finished:failed"
+    assert "num-supernodes=10" in outcome.output

@@ -1,0 +1,172 @@
+"""BlockwiseStrategy with real Flower messages: what each node is sent, how
+replies are aggregated, and every way a reply gets rejected."""
+
+import numpy as np
+import pytest
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, MetricRecord, RecordDict
+from rounds import NODES, global_arrays, reply, strategy
+
+ACC, GYRO, BOTH = NODES
+
+
+def configure(server, arrays):
+    messages = server.configure_train(1, arrays, ConfigRecord({"run-index": 0}), None)
+    return {msg.metadata.dst_node_id: msg for msg in messages}
+
+
+def shifted(
+    msg, delta: float, weight: int = 10, extra: dict | None = None
+) -> RecordDict:
+    """A well-formed train reply: every array sent, plus ``delta``."""
+    arrays = {k: Array(v.numpy() + delta) for k, v in msg.content["arrays"].items()}
+    arrays.update({k: Array(v) for k, v in (extra or {}).items()})
+    metrics = MetricRecord({"num-examples": weight, "train-loss": 1.0})
+    return RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics})
+
+
+def test_each_node_is_sent_only_the_shared_blocks_it_holds():
+    messages = configure(strategy("private-head"), global_arrays())
+    acc_keys = set(messages[ACC].content["arrays"])
+    assert any(k.startswith("encoders.acc.") for k in acc_keys)
+    assert not any(k.startswith(("encoders.gyro.", "head.")) for k in acc_keys)
+    assert any(k.startswith("fusion.") for k in acc_keys)
+    assert not any(k.startswith("fusion.projections.gyro.") for k in acc_keys)
+    both_keys = set(messages[BOTH].content["arrays"])
+    assert acc_keys < both_keys
+    assert not any(k.startswith("head.") for k in both_keys)
+
+
+def test_private_head_fusion_sends_encoders_only():
+    messages = configure(strategy("private-head-fusion"), global_arrays())
+    for msg in messages.values():
+        assert all(k.startswith("encoders.") for k in msg.content["arrays"])
+
+
+def test_every_parameter_is_averaged_over_exactly_the_nodes_that_returned_it():
+    server = strategy("full-model")
+    arrays = global_arrays()
+    messages = configure(server, arrays)
+    replies = [
+        reply(messages[ACC], shifted(messages[ACC], 1.0, weight=10)),
+        reply(messages[GYRO], shifted(messages[GYRO], 2.0, weight=20)),
+        reply(messages[BOTH], shifted(messages[BOTH], 4.0, weight=30)),
+    ]
+    merged, metrics = server.aggregate_train(1, replies)
+    before = {k: v.numpy() for k, v in arrays.items()}
+    after = {k: v.numpy() for k, v in merged.items()}
+    acc_key = next(k for k in before if k.startswith("encoders.acc."))
+    gyro_key = next(k for k in before if k.startswith("encoders.gyro."))
+    np.testing.assert_allclose(
+        after[acc_key], before[acc_key] + (10 + 120) / 40, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        after[gyro_key], before[gyro_key] + (40 + 120) / 50, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        after["head.0.bias"], before["head.0.bias"] + 170 / 60, rtol=1e-5
+    )
+    assert metrics["num-examples"] == 60
+    assert list(after) == list(before)
+
+
+def test_a_key_nobody_returned_keeps_its_value():
+    server = strategy("full-model")
+    arrays = global_arrays()
+    messages = configure(server, arrays)
+    merged, _ = server.aggregate_train(
+        1, [reply(messages[ACC], shifted(messages[ACC], 1.0))]
+    )
+    gyro_key = next(k for k in arrays if k.startswith("encoders.gyro."))
+    np.testing.assert_array_equal(merged[gyro_key].numpy(), arrays[gyro_key].numpy())
+
+
+def _bad_private(msg):
+    return shifted(msg, 1.0, extra={"head.0.bias": np.zeros(64, np.float32)})
+
+
+def _bad_unknown(msg):
+    return shifted(msg, 1.0, extra={"encoders.ecg.w": np.zeros(3, np.float32)})
+
+
+def _bad_foreign_encoder(msg):
+    return shifted(
+        msg, 1.0, extra={"encoders.gyro.gru.bias_hh_l0": np.zeros(384, np.float32)}
+    )
+
+
+def _bad_shape(msg):
+    key = next(iter(msg.content["arrays"]))
+    return shifted(msg, 1.0, extra={key: np.zeros((2, 2), np.float32)})
+
+
+def _bad_value(msg):
+    key = next(iter(msg.content["arrays"]))
+    value = msg.content["arrays"][key].numpy().copy()
+    value.flat[0] = np.nan
+    return shifted(msg, 1.0, extra={key: value})
+
+
+def _bad_weight(msg):
+    content = shifted(msg, 1.0)
+    content["metrics"] = MetricRecord({"num-examples": 0, "train-loss": 1.0})
+    return content
+
+
+@pytest.mark.parametrize(
+    ("make_reply", "reason"),
+    [
+        (_bad_private, "private keys"),
+        (_bad_unknown, "not sent"),
+        (_bad_foreign_encoder, "not sent"),
+        (_bad_shape, "shape"),
+        (_bad_value, "non-finite"),
+        (_bad_weight, "num-examples"),
+    ],
+)
+def test_bad_reply_is_rejected_logged_and_changes_nothing(make_reply, reason):
+    server = strategy("private-head")
+    arrays = global_arrays()
+    messages = configure(server, arrays)
+    good = reply(messages[BOTH], shifted(messages[BOTH], 1.0))
+    bad = reply(messages[ACC], make_reply(messages[ACC]))
+
+    merged, _ = server.aggregate_train(1, [good, bad])
+
+    reference = strategy("private-head")
+    configure(reference, arrays)
+    expected, _ = reference.aggregate_train(1, [good])
+    for key in arrays:
+        np.testing.assert_array_equal(merged[key].numpy(), expected[key].numpy())
+    [rejection] = server.rejections
+    assert rejection["node_id"] == ACC and reason in rejection["reason"]
+
+
+def test_only_bad_replies_leave_the_global_model_unchanged():
+    server = strategy("private-head")
+    messages = configure(server, global_arrays())
+    assert server.aggregate_train(
+        1, [reply(messages[ACC], _bad_private(messages[ACC]))]
+    ) == (
+        None,
+        None,
+    )
+
+
+def test_error_reply_is_logged_as_rejection():
+    server = strategy("full-model")
+    messages = configure(server, global_arrays())
+    failed = reply(messages[GYRO], Error(code=0, reason="out of memory"))
+    merged, _ = server.aggregate_train(1, [failed])
+    assert merged is None
+    assert "out of memory" in server.rejections[0]["reason"]
+
+
+def test_bytes_sent_are_recorded_per_node_and_block():
+    server = strategy("private-head")
+    messages = configure(server, global_arrays())
+    down = [row for row in server.communication if row["direction"] == "down"]
+    for node_id, msg in messages.items():
+        sent = sum(len(a.data) for a in msg.content["arrays"].values())
+        assert sum(r["bytes"] for r in down if r["node_id"] == node_id) == sent
+    blocks_to_acc = {r["block"] for r in down if r["node_id"] == ACC}
+    assert blocks_to_acc == {"encoder:acc", "fusion"}

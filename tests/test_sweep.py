@@ -1,0 +1,104 @@
+"""`blossom sweep`: the grid, resuming, and a tiny real sweep through `flwr run`."""
+
+from pathlib import Path
+
+import pytest
+from results_helpers import assert_readable_png, make_experiment
+
+from blossom_app.cli import main
+from blossom_app.errors import ConfigError
+from blossom_app.reporting.csv_files import read_rows
+from blossom_app.reporting.layout import find_experiments
+from blossom_app.reporting.output import complete_experiment
+from blossom_app.sweep import SweepGrid, run_sweep
+
+APP = Path(__file__).parents[1]
+TINY = {"num-server-rounds": 2, "num-runs": 1, "batch-size": 32}
+POLICIES = ("full-model", "private-head-fusion")
+
+
+def tiny_grid(policies: tuple[str, ...] = POLICIES) -> SweepGrid:
+    return SweepGrid(("watch",), ("iid",), ("1-1-1",), policies)
+
+
+def test_default_grid_is_the_papers_18_cells(tmp_path):
+    cells = SweepGrid().cells(APP, tmp_path, {})
+    assert len({cell.name for cell in cells}) == 18
+    assert {cell.config.mix.num_clients for cell in cells} == {10}
+    assert cells[0].name == "watch/iid/0-0-10/full-model"
+    assert cells[0].run_config["results-dir"] == str(tmp_path)
+
+
+def test_a_bad_cell_fails_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match="modality-mix"):
+        SweepGrid(mixes=("1-1",)).cells(APP, tmp_path, {})
+    with pytest.raises(ConfigError, match="no-such-key"):
+        SweepGrid().cells(APP, tmp_path, {"no-such-key": 1})
+
+
+def test_a_cell_is_finished_only_by_a_complete_experiment_of_its_config(tmp_path):
+    [cell] = tiny_grid(("full-model",)).cells(APP, tmp_path, TINY)
+    config = {**cell.resolved, "results-dir": "/moved/elsewhere"}
+    path = make_experiment(tmp_path, "1-1-1", "full-model", [0.5], config=config)
+    assert cell.finished(tmp_path) is None  # not complete yet
+    complete_experiment(path)
+    assert cell.finished(tmp_path) == path  # results-dir is not compared
+    longer = {**TINY, "num-server-rounds": 3}
+    [cell] = tiny_grid(("full-model",)).cells(APP, tmp_path, longer)
+    assert cell.finished(tmp_path) is None
+
+
+def test_tiny_sweep_completes_resumes_and_compares(
+    flwr_env, tmp_path, monkeypatch, capsys
+):
+    root = tmp_path / "sweep"
+    # an "interrupted" sweep: only the first cell ran
+    cells = tiny_grid().cells(APP, root, TINY)
+    first = run_sweep(cells[:1], APP, root, env=flwr_env, progress=print)
+    assert not first.failed, {k: o.output[-3000:] for k, o in first.failed.items()}
+
+    # the whole sweep, through the CLI: the finished cell is skipped
+    for key, value in flwr_env.items():
+        monkeypatch.setenv(key, value)
+    args = [
+        "sweep",
+        "--app",
+        str(APP),
+        "--results-dir",
+        str(root),
+        "--partitioners",
+        "iid",
+        "--policies",
+        *POLICIES,
+        "--mixes",
+        "1-1-1",
+        "--rounds",
+        "2",
+        "--num-runs",
+        "1",
+        "--run-config",
+        "batch-size=32",
+    ]
+    assert main(args) == 0, capsys.readouterr().out[-3000:]
+    printed = capsys.readouterr().out
+    assert "watch/iid/1-1-1/full-model: already done" in printed
+    assert "watch/iid/1-1-1/private-head-fusion: done in" in printed
+    assert "2 complete (1 skipped), 0 failed" in printed
+
+    complete, incomplete = find_experiments([root])
+    assert len(complete) == 2 and not incomplete
+    comparison = root / "watch" / "iid" / "comparison"
+    table = read_rows(comparison / "comparison.csv")
+    assert [(r["mix"], r["policy"], r["rounds"]) for r in table] == [
+        ("1-1-1", "full-model", "2"),
+        ("1-1-1", "private-head-fusion", "2"),
+    ]
+    assert float(table[0]["weighted_accuracy_gain_pct"]) == 0.0
+    assert "private-head-fusion" in printed and "(base)" in printed
+    for path in comparison.glob("*.png"):
+        assert_readable_png(path)
+
+    # run again: nothing left to do
+    assert main(args) == 0
+    assert "2 complete (2 skipped), 0 failed" in capsys.readouterr().out
+    assert len(find_experiments([root])[0]) == 2

@@ -27,7 +27,7 @@ def profile(msg: Message, context: Context) -> Message:
             "num-partitions": client.node.num_partitions,
             "train-examples": len(client.data.train),
             "test-examples": len(client.data.test),
-            "device": str(client.device),
+            "device": client.describe_device(),
             "version": __version__,
         }
     )

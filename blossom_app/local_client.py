@@ -43,6 +43,12 @@ class LocalClient:
         )
         return cls(experiment, node, modalities, data, pick_device(node.device))
 
+    def describe_device(self) -> str:
+        """``cuda``/``cuda:1``, or ``cpu`` with its torch thread count."""
+        if self.device.type == "cpu":
+            return f"cpu, {torch.get_num_threads()} thread(s)"
+        return str(self.device)
+
     def seed(self, run_index: int) -> int:
         return self.experiment.seed + run_index
 

@@ -10,7 +10,6 @@ from flwr.supercore import log
 from .config import ExperimentConfig
 from .model import build_model, parameter_keys
 from .reporting.output import ExperimentOutput
-from .reporting.summary import final_by_modality_set, format_table
 from .strategy import BlockwiseStrategy, discover_nodes
 
 app = ServerApp()
@@ -24,7 +23,6 @@ def main(grid: Grid, context: Context) -> None:
     log(INFO, "BLOSSOM results directory: %s", output.path)
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     held_keys = cache(partial(parameter_keys, config.task, fusion=config.fusion))
-    client_rows = []
     for run_index in range(config.num_runs):
         seed = config.seed + run_index
         log(INFO, "BLOSSOM run %d/%d (seed %d)", run_index + 1, config.num_runs, seed)
@@ -47,15 +45,7 @@ def main(grid: Grid, context: Context) -> None:
             num_rounds=config.num_server_rounds,
             timeout=config.round_timeout,
             train_config=round_config,
-            evaluate_config=ConfigRecord({"run-index": run_index}),
+            evaluate_config=round_config,
         )
         output.write_run(run_index, result, strategy)
-        client_rows += strategy.client_rows
-    table = final_by_modality_set(client_rows)
-    title = (
-        f"Personalized models, final round ({config.task.name}, "
-        f"{config.mix.label}, {config.policy.name}, {config.num_runs} run(s))"
-    )
-    for line in format_table(table, title).splitlines():
-        log(INFO, "%s", line)
     output.finish()

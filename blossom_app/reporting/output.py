@@ -37,6 +37,7 @@ from .layout import (
     run_dirs,
 )
 from .plots import plot_experiment, plot_run
+from .summary import final_table
 
 #: MetricRecord key -> CSV column, for the aggregated train and evaluate records.
 TRAIN_COLUMNS = {
@@ -212,8 +213,10 @@ class ExperimentOutput:
         return path
 
     def finish(self) -> None:
-        """Average over runs and plot (``complete_experiment``), detach ``run.log``."""
+        """Average over runs and plot, log the final table, detach ``run.log``."""
         complete_experiment(self.path)
+        for line in final_table(self.path).splitlines():
+            log(INFO, "%s", line)
         log(INFO, "BLOSSOM results written to %s", self.path)
         logging.getLogger("flwr").removeHandler(self._log_handler)
         self._log_handler.close()

@@ -1,59 +1,45 @@
-"""The short table a run ends with: personalized-model metrics per modality set."""
+"""The short table an experiment ends with, read back from its averaged CSVs:
+the personalized models' final-round accuracy and macro-F1 per modality set."""
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from pathlib import Path
 
-
-def final_by_modality_set(
-    client_rows: Iterable[Mapping[str, object]],
-) -> list[dict[str, object]]:
-    """Per modality set, mean accuracy and macro-F1 of its clients in the last
-    evaluated round (plain mean over clients), plus ``all`` (example-weighted)."""
-    rows = list(client_rows)
-    if not rows:
-        return []
-    last = max(int(row["round"]) for row in rows)
-    final = [row for row in rows if int(row["round"]) == last]
-    groups: dict[str, list[Mapping[str, object]]] = defaultdict(list)
-    for row in final:
-        groups[str(row["modalities"])].append(row)
-    table = []
-    for label, members in sorted(groups.items()):
-        table.append(
-            {
-                "modalities": label,
-                "clients": len(members),
-                "accuracy": sum(float(r["accuracy"]) for r in members) / len(members),
-                "macro_f1": sum(float(r["macro_f1"]) for r in members) / len(members),
-            }
-        )
-    total = sum(int(r["num_examples"]) for r in final)
-    table.append(
-        {
-            "modalities": "all (weighted)",
-            "clients": len(final),
-            "accuracy": sum(
-                float(r["accuracy"]) * int(r["num_examples"]) for r in final
-            )
-            / total,
-            "macro_f1": sum(
-                float(r["macro_f1"]) * int(r["num_examples"]) for r in final
-            )
-            / total,
-        }
-    )
-    return table
+from .csv_files import read_rows
+from .layout import AGGREGATED, MODALITIES, describe
 
 
-def format_table(table: list[dict[str, object]], title: str) -> str:
-    """Render the summary as fixed-width text."""
+def _cell(row: dict[str, str], column: str) -> str:
+    mean, std = row.get(f"{column}_mean", ""), row.get(f"{column}_std", "")
+    if mean == "":
+        return "-"
+    return f"{float(mean):.3f}" + (f" ± {float(std):.3f}" if std else "")
+
+
+def final_table(experiment: Path) -> str:
+    """Final evaluated round, mean (± std over runs): per modality set
+    (example-weighted over its clients), then all clients weighted and pooled."""
+    aggregated = [r for r in read_rows(experiment / AGGREGATED) if r["round"]]
+    evaluated = [r for r in aggregated if r.get("weighted_accuracy_mean", "")]
+    if not evaluated:
+        return f"{describe(experiment)}: no evaluation round"
+    final = evaluated[-1]
+    last = final["round"]
+    header = f"{'modalities':<16} {'clients':>7}  {'accuracy':<15}  {'macro-F1':<15}"
     lines = [
-        title,
-        f"{'modalities':<16} {'clients':>7} {'accuracy':>9} {'macro-F1':>9}",
+        f"Personalized models after round {last} ({describe(experiment)}, "
+        f"{final['runs']} run(s)):",
+        header,
     ]
-    for row in table:
+    for row in read_rows(experiment / MODALITIES):
+        if row["round"] == last:
+            clients = f"{float(row['clients_mean']):.0f}"
+            lines.append(
+                f"{row['modalities']:<16} {clients:>7}  "
+                f"{_cell(row, 'accuracy'):<15}  {_cell(row, 'macro_f1'):<15}"
+            )
+    clients = f"{float(final['test_clients_mean']):.0f}"
+    for label, kind in (("all (weighted)", "weighted"), ("all (pooled)", "pooled")):
         lines.append(
-            f"{row['modalities']:<16} {row['clients']:>7} "
-            f"{float(row['accuracy']):>9.3f} {float(row['macro_f1']):>9.3f}"
+            f"{label:<16} {clients:>7}  {_cell(final, f'{kind}_accuracy'):<15}  "
+            f"{_cell(final, f'{kind}_macro_f1'):<15}"
         )
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from logging import INFO, WARNING
 
@@ -291,14 +291,32 @@ class BlockwiseStrategy(FedAvg):
             {"round": server_round, "node_id": node_id, "reason": reason}
         )
 
-    def _weight(self, reply: Message) -> tuple[MetricRecord, int]:
-        metrics = reply.content.metric_records.get("metrics")
-        if metrics is None:
-            raise InvalidUpdate("has no 'metrics' MetricRecord")
-        weight = metrics.get("num-examples")
-        if not isinstance(weight, int) or weight <= 0:
-            raise InvalidUpdate(f"has invalid num-examples {weight!r}")
-        return metrics, weight
+    def _valid(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> Iterator[tuple[Message, MetricRecord, int]]:
+        """Replies that carry metrics with a positive ``num-examples``, with
+        them; every other reply is rejected (logged and recorded)."""
+        for reply in replies:
+            node_id = reply.metadata.src_node_id
+            if reply.has_error():
+                self._reject(server_round, node_id, f"error: {reply.error.reason}")
+                continue
+            metrics = reply.content.metric_records.get("metrics")
+            weight = None if metrics is None else metrics.get("num-examples")
+            if not isinstance(weight, int) or weight <= 0:
+                self._reject(server_round, node_id, f"invalid num-examples {weight!r}")
+                continue
+            yield reply, metrics, weight
+
+    def _client_row(self, server_round: int, node_id: int, **values) -> dict:
+        profile = self.profiles[node_id]
+        return {
+            "round": server_round,
+            "node_id": node_id,
+            "partition_id": profile.partition_id,
+            "modalities": profile.label,
+            **values,
+        }
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -308,18 +326,12 @@ class BlockwiseStrategy(FedAvg):
         current = {key: array.numpy() for key, array in self._global.items()}
         private = set(self.policy.private_keys(current))
         updates, losses = [], []
-        for reply in replies:
+        for reply, metrics, weight in self._valid(server_round, replies):
             node_id = reply.metadata.src_node_id
-            if reply.has_error():
-                self._reject(server_round, node_id, f"error: {reply.error.reason}")
-                continue
+            record = reply.content.array_records.get("arrays", ArrayRecord())
+            self._log_bytes(server_round, node_id, MessageType.TRAIN, "up", record)
+            update = {key: array.numpy() for key, array in record.items()}
             try:
-                metrics, weight = self._weight(reply)
-                record = reply.content.array_records.get("arrays")
-                if record is None:
-                    raise InvalidUpdate("has no 'arrays' ArrayRecord")
-                self._log_bytes(server_round, node_id, MessageType.TRAIN, "up", record)
-                update = {key: array.numpy() for key, array in record.items()}
                 check_update(update, current, self._sent.get(node_id, set()), private)
             except InvalidUpdate as error:
                 self._reject(server_round, node_id, str(error))
@@ -327,15 +339,13 @@ class BlockwiseStrategy(FedAvg):
             updates.append((update, float(weight)))
             losses.append((float(metrics["train-loss"]), weight))
             self.train_rows.append(
-                {
-                    "round": server_round,
-                    "node_id": node_id,
-                    "partition_id": self.profiles[node_id].partition_id,
-                    "modalities": self.profiles[node_id].label,
-                    "train_examples": weight,
-                    "train_loss": float(metrics["train-loss"]),
-                    "train_seconds": float(metrics.get("train-seconds", math.nan)),
-                }
+                self._client_row(
+                    server_round,
+                    node_id,
+                    train_examples=weight,
+                    train_loss=float(metrics["train-loss"]),
+                    train_seconds=float(metrics.get("train-seconds", math.nan)),
+                )
             )
         if not updates:
             self.timing[server_round]["aggregate"] = time.perf_counter() - start
@@ -359,32 +369,20 @@ class BlockwiseStrategy(FedAvg):
         self.timing[server_round]["evaluate"] = time.perf_counter() - self._clock
         rows = []
         pooled: np.ndarray | None = None
-        for reply in replies:
-            node_id = reply.metadata.src_node_id
-            if reply.has_error():
-                self._reject(server_round, node_id, f"error: {reply.error.reason}")
-                continue
-            try:
-                metrics, weight = self._weight(reply)
-            except InvalidUpdate as error:
-                self._reject(server_round, node_id, str(error))
-                continue
-            profile = self.profiles[node_id]
+        for reply, metrics, weight in self._valid(server_round, replies):
             confusion = np.asarray(metrics["confusion"], dtype=np.int64)
             side = int(round(np.sqrt(confusion.size)))
             confusion = confusion.reshape(side, side)
             pooled = confusion if pooled is None else pooled + confusion
             rows.append(
-                {
-                    "round": server_round,
-                    "node_id": node_id,
-                    "partition_id": profile.partition_id,
-                    "modalities": profile.label,
-                    "num_examples": weight,
-                    "loss": float(metrics["loss"]),
-                    "accuracy": float(metrics["accuracy"]),
-                    "macro_f1": float(metrics["macro-f1"]),
-                }
+                self._client_row(
+                    server_round,
+                    reply.metadata.src_node_id,
+                    num_examples=weight,
+                    loss=float(metrics["loss"]),
+                    accuracy=float(metrics["accuracy"]),
+                    macro_f1=float(metrics["macro-f1"]),
+                )
             )
         if not rows or pooled is None:
             return None

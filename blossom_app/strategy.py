@@ -366,6 +366,9 @@ class BlockwiseStrategy(FedAvg):
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> MetricRecord | None:
+        replies = list(replies)
+        if not replies:  # a round that is not evaluated (evaluate-every)
+            return None
         self.timing[server_round]["evaluate"] = time.perf_counter() - self._clock
         rows = []
         pooled: np.ndarray | None = None

@@ -170,3 +170,16 @@ def test_bytes_sent_are_recorded_per_node_and_block():
         assert sum(r["bytes"] for r in down if r["node_id"] == node_id) == sent
     blocks_to_acc = {r["block"] for r in down if r["node_id"] == ACC}
     assert blocks_to_acc == {"encoder:acc", "fusion"}
+
+
+def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
+    server = strategy("full-model", evaluate_every=3)
+    config = ConfigRecord({"run-index": 0})
+    evaluated = [
+        rnd
+        for rnd in (1, 2)
+        if list(server.configure_evaluate(rnd, global_arrays(), config, None))
+    ]
+    assert evaluated == [2]  # num_rounds=2: round 2 is the last
+    assert server.aggregate_evaluate(1, []) is None
+    assert "evaluate" not in server.timing[1]

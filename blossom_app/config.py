@@ -4,6 +4,7 @@ Every value is checked once, at start, with an error naming the key, the bad
 value and the allowed values.
 """
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,15 @@ from .errors import ConfigError
 from .fusion import FUSIONS
 
 Scalar = int | float | str | bool
+
+
+def toml_value(value: Scalar) -> str:
+    """A run-config value as TOML (``--run-config`` overrides, ``config.toml``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    return repr(value)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-Scalar = int | float | str | bool
+from .config import Scalar, toml_value
 
 
 @dataclass(frozen=True)
@@ -30,16 +30,7 @@ class RunOutcome:
 
 def format_overrides(values: Mapping[str, Scalar]) -> str:
     """``{"a": 1, "b": "x"}`` -> ``a=1 b="x"`` (TOML values for ``--run-config``)."""
-    parts = []
-    for key, value in values.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, str):
-            text = json.dumps(value)
-        else:
-            text = repr(value)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
+    return " ".join(f"{key}={toml_value(value)}" for key, value in values.items())
 
 
 def run_status(run_id: int, env: Mapping[str, str] | None = None) -> str:

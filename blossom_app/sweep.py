@@ -13,9 +13,9 @@ from itertools import product
 from pathlib import Path
 from statistics import fmean
 
-from .config import ExperimentConfig
+from .config import ExperimentConfig, Scalar
 from .errors import ConfigError
-from .flwr_runner import RunOutcome, Scalar, run_app
+from .flwr_runner import RunOutcome, run_app
 from .reporting.compare import Comparison, compare
 from .reporting.layout import cell_dir, find_experiments, read_config
 

@@ -17,7 +17,7 @@ from flwr.app import MetricRecord
 from flwr.serverapp.strategy import Result
 from flwr.supercore import log
 
-from ..config import ExperimentConfig
+from ..config import ExperimentConfig, toml_value
 from ..strategy import BlockwiseStrategy
 from .averaging import average_experiment
 from .csv_files import read_rows, write_rows
@@ -76,18 +76,10 @@ EVALUATE_RENAMES = {"num_examples": "test_examples", "loss": "test_loss"}
 TIMING_PHASES = ("train", "aggregate", "evaluate")
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
-
-
 def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
     """Write the resolved run config as TOML (flat ``key = value`` lines)."""
     lines = [
-        f"{key} = {_toml_value(value)}" for key, value in sorted(run_config.items())
+        f"{key} = {toml_value(value)}" for key, value in sorted(run_config.items())
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -8,7 +8,7 @@ from flwr.clientapp import ClientApp
 from . import __version__
 from .blocks import format_modalities
 from .local_client import LocalClient
-from .training import cosine_lr, evaluate, train
+from .training import cosine_lr, evaluate, local_seed, train
 
 app = ClientApp()
 
@@ -52,7 +52,9 @@ def train_handler(msg: Message, context: Context) -> Message:
         momentum=exp.momentum,
         weight_decay=exp.weight_decay,
         device=client.device,
-        seed=client.seed(run_index) * 1000 + server_round,
+        seed=local_seed(
+            exp.run_seed(run_index), client.node.partition_id, server_round
+        ),
     )
     client.keep_private(context, run_index, model)
     metrics = MetricRecord(

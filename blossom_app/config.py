@@ -106,6 +106,13 @@ def _positive(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
     return value
 
 
+def _seed(config: Mapping[str, Scalar]) -> int:
+    value = _get(config, "seed", int)
+    if not 0 <= value < 2**31:
+        raise ConfigError("seed", value, "an int in [0, 2**31)")
+    return value
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """The experiment, from ``[tool.flwr.app.config]`` and ``--run-config``."""
@@ -130,6 +137,12 @@ class ExperimentConfig:
     seed: int
     results_dir: str
     round_timeout: float
+
+    def run_seed(self, run_index: int) -> int:
+        """Seed of run ``run_index`` (``seed``, ``seed+1``, ...): initial weights,
+        node sampling and local training; the data split and partitions always
+        use ``seed``, so every run sees the same clients."""
+        return self.seed + run_index
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Scalar]) -> "ExperimentConfig":
@@ -171,7 +184,7 @@ class ExperimentConfig:
             fraction_train=fraction_train,
             evaluate_every=_positive(config, "evaluate-every", int),
             num_runs=_positive(config, "num-runs", int),
-            seed=_get(config, "seed", int),
+            seed=_seed(config),
             results_dir=str(_get(config, "results-dir", str)),
             round_timeout=_positive(config, "round-timeout", float),
         )

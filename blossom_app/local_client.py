@@ -49,15 +49,14 @@ class LocalClient:
             return f"cpu, {torch.get_num_threads()} thread(s)"
         return str(self.device)
 
-    def seed(self, run_index: int) -> int:
-        return self.experiment.seed + run_index
-
     def personalized_model(
         self, context: Context, run_index: int, shared: ArrayRecord
     ) -> MultimodalModel:
         """The global shared blocks this client holds + its own private blocks."""
         exp = self.experiment
-        model = build_model(exp.task, self.modalities, exp.fusion, self.seed(run_index))
+        model = build_model(
+            exp.task, self.modalities, exp.fusion, exp.run_seed(run_index)
+        )
         state = model.state_dict()
         private = load_private(context, run_index, self.node.state_dir)
         for record in (private, shared):

@@ -24,7 +24,7 @@ def main(grid: Grid, context: Context) -> None:
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     held_keys = cache(partial(parameter_keys, config.task, fusion=config.fusion))
     for run_index in range(config.num_runs):
-        seed = config.seed + run_index
+        seed = config.run_seed(run_index)
         log(INFO, "BLOSSOM run %d/%d (seed %d)", run_index + 1, config.num_runs, seed)
         strategy = BlockwiseStrategy(
             config.policy,

@@ -177,6 +177,7 @@ class BlockwiseStrategy(FedAvg):
         self._rng = random.Random(seed)
         self._global: ArrayRecord = ArrayRecord()
         self._sent: dict[int, set[str]] = {}
+        self._awaiting: set[int] = set()
         self._clock = 0.0
         self.train_rows: list[dict[str, object]] = []
         self.client_rows: list[dict[str, object]] = []
@@ -235,6 +236,7 @@ class BlockwiseStrategy(FedAvg):
             messages.append(
                 Message(content, dst_node_id=node_id, message_type=message_type)
             )
+        self._awaiting = set(node_ids)
         self._clock = time.perf_counter()
         return messages
 
@@ -263,7 +265,7 @@ class BlockwiseStrategy(FedAvg):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         nodes = sorted(self.profiles)
-        count = max(1, round(self.fraction_train * len(nodes)))
+        count = max(1, int(self.fraction_train * len(nodes)))
         sampled = sorted(self._rng.sample(nodes, count))
         log(INFO, "configure_train: %d of %d nodes", len(sampled), len(nodes))
         return self._messages(server_round, arrays, config, sampled, MessageType.TRAIN)
@@ -279,34 +281,54 @@ class BlockwiseStrategy(FedAvg):
 
     # ---- receiving -------------------------------------------------------
 
-    def _reject(self, server_round: int, node_id: int, reason: str) -> None:
+    def _reject(self, server_round: int, phase: str, node_id: int, reason: str) -> None:
         log(
             WARNING,
-            "Round %d: rejected reply from node %d: %s",
+            "Round %d (%s): rejected reply from node %d: %s",
             server_round,
+            phase,
             node_id,
             reason,
         )
         self.rejections.append(
-            {"round": server_round, "node_id": node_id, "reason": reason}
+            {
+                "round": server_round,
+                "phase": phase,
+                "node_id": node_id,
+                "reason": reason,
+            }
         )
 
     def _valid(
-        self, server_round: int, replies: Iterable[Message]
+        self,
+        server_round: int,
+        phase: str,
+        replies: Iterable[Message],
+        required: tuple[str, ...],
     ) -> Iterator[tuple[Message, MetricRecord, int]]:
-        """Replies that carry metrics with a positive ``num-examples``, with
-        them; every other reply is rejected (logged and recorded)."""
+        """Replies whose metrics have a positive ``num-examples`` and every
+        ``required`` key. Every other reply, and every node that did not reply
+        in time, is rejected (logged and recorded in ``rejections``)."""
         for reply in replies:
             node_id = reply.metadata.src_node_id
+            self._awaiting.discard(node_id)
             if reply.has_error():
-                self._reject(server_round, node_id, f"error: {reply.error.reason}")
+                self._reject(server_round, phase, node_id, reply.error.reason)
                 continue
-            metrics = reply.content.metric_records.get("metrics")
-            weight = None if metrics is None else metrics.get("num-examples")
+            metrics = reply.content.metric_records.get("metrics", MetricRecord())
+            weight = metrics.get("num-examples")
+            missing = [key for key in required if key not in metrics]
             if not isinstance(weight, int) or weight <= 0:
-                self._reject(server_round, node_id, f"invalid num-examples {weight!r}")
-                continue
-            yield reply, metrics, weight
+                reason = f"invalid num-examples {weight!r}"
+                self._reject(server_round, phase, node_id, reason)
+            elif missing:
+                reason = f"metrics lack {missing}"
+                self._reject(server_round, phase, node_id, reason)
+            else:
+                yield reply, metrics, weight
+        for node_id in sorted(self._awaiting):
+            self._reject(server_round, phase, node_id, "no reply in time")
+        self._awaiting.clear()
 
     def _client_row(self, server_round: int, node_id: int, **values) -> dict:
         profile = self.profiles[node_id]
@@ -326,7 +348,8 @@ class BlockwiseStrategy(FedAvg):
         current = {key: array.numpy() for key, array in self._global.items()}
         private = set(self.policy.private_keys(current))
         updates, losses = [], []
-        for reply, metrics, weight in self._valid(server_round, replies):
+        valid = self._valid(server_round, "train", replies, ("train-loss",))
+        for reply, metrics, weight in valid:
             node_id = reply.metadata.src_node_id
             record = reply.content.array_records.get("arrays", ArrayRecord())
             self._log_bytes(server_round, node_id, MessageType.TRAIN, "up", record)
@@ -334,7 +357,7 @@ class BlockwiseStrategy(FedAvg):
             try:
                 check_update(update, current, self._sent.get(node_id, set()), private)
             except InvalidUpdate as error:
-                self._reject(server_round, node_id, str(error))
+                self._reject(server_round, "train", node_id, str(error))
                 continue
             updates.append((update, float(weight)))
             losses.append((float(metrics["train-loss"]), weight))
@@ -372,9 +395,19 @@ class BlockwiseStrategy(FedAvg):
         self.timing[server_round]["evaluate"] = time.perf_counter() - self._clock
         rows = []
         pooled: np.ndarray | None = None
-        for reply, metrics, weight in self._valid(server_round, replies):
+        required = ("loss", "accuracy", "macro-f1", "confusion")
+        for reply, metrics, weight in self._valid(
+            server_round, "evaluate", replies, required
+        ):
             confusion = np.asarray(metrics["confusion"], dtype=np.int64)
-            side = int(round(np.sqrt(confusion.size)))
+            side = math.isqrt(confusion.size)
+            expected = confusion.size if pooled is None else pooled.size
+            if side * side != confusion.size or confusion.size != expected:
+                reason = f"confusion matrix of {confusion.size} cells"
+                self._reject(
+                    server_round, "evaluate", reply.metadata.src_node_id, reason
+                )
+                continue
             confusion = confusion.reshape(side, side)
             pooled = confusion if pooled is None else pooled + confusion
             rows.append(

@@ -18,19 +18,31 @@ def pick_device(override: str = "") -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def local_seed(run_seed: int, partition_id: int, server_round: int) -> int:
+    """A seed of its own for every client, round and run (shuffling, dropout)."""
+    sequence = np.random.SeedSequence([run_seed, partition_id, server_round])
+    return int(sequence.generate_state(1)[0])
+
+
 def cosine_lr(base: float, server_round: int, num_rounds: int) -> float:
     """Learning rate of a round under cosine decay over rounds (round 1 = ``base``)."""
     return base * 0.5 * (1.0 + math.cos(math.pi * (server_round - 1) / num_rounds))
 
 
 def _loader(
-    split: Split, modalities: tuple[str, ...], batch_size: int, seed: int | None
+    split: Split,
+    modalities: tuple[str, ...],
+    batch_size: int,
+    generator: torch.Generator | None = None,
 ) -> DataLoader:
+    """Batches of ``split``; shuffled with ``generator`` when one is given."""
     tensors = [torch.from_numpy(split.inputs[m]) for m in modalities]
     dataset = TensorDataset(*tensors, torch.from_numpy(split.labels))
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=seed is not None, generator=generator
+        dataset,
+        batch_size=batch_size,
+        shuffle=generator is not None,
+        generator=generator,
     )
 
 
@@ -54,7 +66,13 @@ def train(
     device: torch.device,
     seed: int,
 ) -> float:
-    """Train ``model`` in place with SGD; return the mean training loss per example."""
+    """Train ``model`` in place with SGD; return the mean training loss per example.
+
+    ``seed`` fixes the shuffling and the dropout masks (see ``local_seed``).
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    loader = _loader(split, model.modalities, batch_size, generator)
     model.to(device).train()
     optimizer = torch.optim.SGD(
         model.parameters(),
@@ -64,8 +82,7 @@ def train(
     )
     criterion = nn.CrossEntropyLoss()
     total_loss, seen = 0.0, 0
-    for epoch in range(epochs):
-        loader = _loader(split, model.modalities, batch_size, seed + epoch)
+    for _ in range(epochs):
         for inputs, labels in _batches(loader, model.modalities, device):
             optimizer.zero_grad()
             loss = criterion(model(inputs), labels)
@@ -111,7 +128,7 @@ def evaluate(
     criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     total_loss = 0.0
-    loader = _loader(split, model.modalities, batch_size, seed=None)
+    loader = _loader(split, model.modalities, batch_size)
     with torch.no_grad():
         for inputs, labels in _batches(loader, model.modalities, device):
             logits = model(inputs)

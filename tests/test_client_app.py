@@ -9,6 +9,8 @@ from rounds import NODES, RUN_CONFIG, contexts, global_arrays, strategy, train_r
 
 from blossom_app.client_app import app as client_app
 from blossom_app.client_state import PRIVATE
+from blossom_app.errors import ConfigError
+from blossom_app.local_client import LocalClient
 
 ACC, GYRO, BOTH = NODES
 
@@ -30,8 +32,21 @@ def test_private_blocks_persist_across_rounds_and_differ_between_clients():
     heads = [after_round_1[n]["head.2.weight"] for n in NODES]
     assert not np.allclose(heads[0], heads[1]) and not np.allclose(heads[1], heads[2])
 
-    # round 2 starts from round 1's private blocks: evaluating now equals
-    # evaluating with them, and training moves them further
+    # round 2 starts from round 1's private blocks ...
+    for node_id, ctx in nodes.items():
+        msg = next(
+            m
+            for m in server.configure_train(
+                2, arrays, ConfigRecord({"run-index": 0}), None
+            )
+            if m.metadata.dst_node_id == node_id
+        )
+        model = LocalClient.from_context(ctx).personalized_model(
+            ctx, 0, msg.content["arrays"]
+        )
+        for key, value in after_round_1[node_id].items():
+            np.testing.assert_array_equal(model.state_dict()[key].numpy(), value)
+    # ... and training moves them further
     train_round(server, arrays, nodes, server_round=2)
     for node_id, ctx in nodes.items():
         before, after = after_round_1[node_id], private_of(ctx)
@@ -61,13 +76,16 @@ def test_personalized_evaluation_uses_the_private_blocks():
 
 
 def test_a_new_run_index_starts_from_fresh_private_blocks():
-    server, nodes = strategy("private-head"), contexts()
-    _, arrays = train_round(server, global_arrays(), nodes, server_round=1)
-    run_0 = private_of(nodes[ACC])
-    train_round(strategy("private-head"), global_arrays(43), nodes, 1, run_index=1)
-    run_1 = private_of(nodes[ACC])
+    nodes, fresh = contexts(), contexts()
+    train_round(strategy("private-head"), global_arrays(), nodes, server_round=1)
+    # run 1 on nodes that trained in run 0 == run 1 on nodes that never trained
+    for clients in (nodes, fresh):
+        train_round(strategy("private-head"), global_arrays(43), clients, 1, 1)
+    for node_id in NODES:
+        continued, new = private_of(nodes[node_id]), private_of(fresh[node_id])
+        for key in new:
+            np.testing.assert_array_equal(continued[key], new[key])
     assert nodes[ACC].state.config_records["blossom.meta"]["run-index"] == 1
-    assert not np.allclose(run_0["head.2.weight"], run_1["head.2.weight"])
 
 
 def test_state_dir_keeps_personalization_across_a_supernode_restart(tmp_path):
@@ -103,5 +121,5 @@ def test_unknown_node_config_modality_is_an_error_reply_naming_the_fix(bad):
         1, global_arrays(), ConfigRecord({"run-index": 0}), None
     )
     msg = next(m for m in messages if m.metadata.dst_node_id == ACC)
-    with pytest.raises(Exception, match="modalities"):
+    with pytest.raises(ConfigError, match="'modalities'.*--node-config"):
         client_app(msg, nodes[ACC])

@@ -137,8 +137,10 @@ def test_bad_reply_is_rejected_logged_and_changes_nothing(make_reply, reason):
     expected, _ = reference.aggregate_train(1, [good])
     for key in arrays:
         np.testing.assert_array_equal(merged[key].numpy(), expected[key].numpy())
-    [rejection] = server.rejections
-    assert rejection["node_id"] == ACC and reason in rejection["reason"]
+    reasons = {row["node_id"]: row["reason"] for row in server.rejections}
+    assert reason in reasons[ACC]
+    assert reasons[GYRO] == "no reply in time"
+    assert set(reasons) == {ACC, GYRO}
 
 
 def test_only_bad_replies_leave_the_global_model_unchanged():
@@ -174,12 +176,35 @@ def test_bytes_sent_are_recorded_per_node_and_block():
 
 def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
     server = strategy("full-model", evaluate_every=3)
+    server.num_rounds = 7
     config = ConfigRecord({"run-index": 0})
     evaluated = [
         rnd
-        for rnd in (1, 2)
+        for rnd in range(1, 8)
         if list(server.configure_evaluate(rnd, global_arrays(), config, None))
     ]
-    assert evaluated == [2]  # num_rounds=2: round 2 is the last
+    assert evaluated == [3, 6, 7]
     assert server.aggregate_evaluate(1, []) is None
     assert "evaluate" not in server.timing[1]
+
+
+@pytest.mark.parametrize("drop", ["loss", "confusion"])
+def test_evaluate_reply_missing_a_metric_is_rejected_not_fatal(drop):
+    server = strategy("full-model")
+    config = ConfigRecord({"run-index": 0})
+    messages = list(server.configure_evaluate(2, global_arrays(), config, None))
+    good = {
+        "num-examples": 4,
+        "loss": 1.0,
+        "accuracy": 0.5,
+        "macro-f1": 0.5,
+        "confusion": [1] * 49,
+    }
+    bad = {k: v for k, v in good.items() if k != drop}
+    replies = [
+        reply(msg, RecordDict({"metrics": MetricRecord(m)}))
+        for msg, m in zip(messages, (good, good, bad), strict=True)
+    ]
+    metrics = server.aggregate_evaluate(2, replies)
+    assert metrics["num-clients"] == 2
+    assert drop in server.rejections[0]["reason"]

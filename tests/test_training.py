@@ -1,0 +1,35 @@
+"""Metrics and schedules checkable by hand."""
+
+import numpy as np
+import pytest
+
+from blossom_app.training import cosine_lr, local_seed, macro_f1
+
+
+def test_macro_f1_by_hand():
+    # true x predicted; class 0: tp 2, fn 1, fp 0 -> f1 = 4/5
+    # class 1: tp 1, fn 0, fp 1 -> f1 = 2/3; class 2 absent everywhere -> ignored
+    confusion = np.array([[2, 1, 0], [0, 1, 0], [0, 0, 0]])
+    assert macro_f1(confusion) == pytest.approx((4 / 5 + 2 / 3) / 2)
+
+
+def test_pooled_macro_f1_differs_from_the_mean_of_client_f1():
+    client_a = np.array([[5, 0], [0, 0]])  # only class 0, perfect: f1 = 1
+    client_b = np.array([[0, 0], [5, 5]])  # class 1 half wrong
+    pooled = macro_f1(client_a + client_b)
+    assert macro_f1(client_a) == 1.0
+    # pooled: class 0 tp 5 fp 5 fn 0 -> 2/3; class 1 tp 5 fn 5 -> 2/3
+    assert pooled == pytest.approx(2 / 3)
+
+
+def test_cosine_lr_starts_at_base_and_decays():
+    assert cosine_lr(0.05, 1, 60) == pytest.approx(0.05)
+    assert cosine_lr(0.05, 31, 60) == pytest.approx(0.025)
+    rates = [cosine_lr(0.05, r, 60) for r in range(1, 61)]
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False)) and rates[-1] > 0
+
+
+def test_local_seeds_differ_per_client_round_and_run():
+    seeds = {local_seed(run, client, rnd) for run in (42, 43) for client in range(10)
+             for rnd in range(1, 4)}  # fmt: skip
+    assert len(seeds) == 2 * 10 * 3

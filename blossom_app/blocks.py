@@ -105,12 +105,6 @@ def make_policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Po
     return Policy(CUSTOM, chosen)
 
 
-def select(record: ArrayRecord, keys: Iterable[str]) -> ArrayRecord:
-    """A new ArrayRecord with only ``keys`` of ``record`` (same order as ``record``)."""
-    wanted = set(keys)
-    return ArrayRecord({k: v for k, v in record.items() if k in wanted})
-
-
 class PrivateBlockLeak(RuntimeError):
     """Outgoing arrays carry a private block: the client refuses to send them."""
 

@@ -32,7 +32,8 @@ class ModalityMix:
     """How many clients hold each modality set, e.g. 3 acc, 3 gyro, 4 acc+gyro."""
 
     groups: tuple[tuple[tuple[str, ...], int], ...]
-    label: str
+    label: str  # for directory names: "3-3-4", "acc1_gyro1"
+    text: str  # as the user wrote it
 
     @property
     def num_clients(self) -> int:
@@ -85,7 +86,7 @@ def parse_mix(text: str, task: Task) -> ModalityMix:
     if sum(count for _, count in groups) < 1:
         raise ConfigError("modality-mix", text, "at least one client")
     kept = tuple((m, c) for m, c in groups if c > 0)
-    return ModalityMix(kept, label)
+    return ModalityMix(kept, label, text)
 
 
 def _get(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
@@ -225,6 +226,8 @@ class NodeConfig:
             raise ConfigError(
                 "node-config", ", ".join(unknown), ", ".join(sorted(known))
             )
+        if "data-path" in config:  # the device's own data: all of it is its share
+            config = {"partition-id": 0, "num-partitions": 1, **config}
         partition_id = _get(config, "partition-id", int)
         num_partitions = _positive(config, "num-partitions", int)
         if not 0 <= partition_id < num_partitions:
@@ -263,7 +266,7 @@ class NodeConfig:
         if self.num_partitions != mix.num_clients:
             raise ConfigError(
                 "modality-mix",
-                mix.label,
+                mix.text,
                 f"a mix for {self.num_partitions} clients",
                 f"The mix describes {mix.num_clients} clients but the federation "
                 f"has {self.num_partitions} nodes. Run: flwr run . --stream "

@@ -1,11 +1,12 @@
 """One client as its handlers see it: config, data, device, personalized model."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, Context
 
-from .blocks import guard_outgoing
+from .blocks import format_modalities, guard_outgoing
 from .client_state import load_private, save_private
 from .config import ExperimentConfig, NodeConfig
 from .data import ClientData, load_client_data
@@ -33,7 +34,8 @@ class LocalClient:
         data = load_client_data(
             experiment.task,
             source=node.data_path or experiment.data_source,
-            partitioner=experiment.partitioner,
+            # a device's own data (data-path) is not split with other clients
+            partitioner="iid" if node.data_path else experiment.partitioner,
             partition_id=node.partition_id,
             num_partitions=node.num_partitions,
             modalities=modalities,
@@ -42,6 +44,17 @@ class LocalClient:
             test_fraction=experiment.test_fraction,
         )
         return cls(experiment, node, modalities, data, pick_device(node.device))
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where this client's private blocks are also kept on disk, one folder
+        per partition and modality set, so nodes may share a ``state-dir``."""
+        if self.node.state_dir is None:
+            return None
+        name = (
+            f"partition-{self.node.partition_id}-{format_modalities(self.modalities)}"
+        )
+        return self.node.state_dir / name
 
     def describe_device(self) -> str:
         """``cuda``/``cuda:1``, or ``cpu`` with its torch thread count."""
@@ -58,7 +71,7 @@ class LocalClient:
             exp.task, self.modalities, exp.fusion, exp.run_seed(run_index)
         )
         state = model.state_dict()
-        private = load_private(context, run_index, self.node.state_dir)
+        private = load_private(context, run_index, self.state_dir)
         for record in (private, shared):
             if record is not None:
                 state.update(record.to_torch_state_dict())
@@ -71,7 +84,7 @@ class LocalClient:
         state = model.state_dict()
         private = self.experiment.policy.private_keys(state)
         record = ArrayRecord({k: state[k] for k in private})
-        save_private(context, run_index, record, self.node.state_dir)
+        save_private(context, run_index, record, self.state_dir)
 
     def shared_update(self, model: MultimodalModel) -> ArrayRecord:
         """The shared blocks of ``model``, checked to carry no private key."""

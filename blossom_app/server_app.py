@@ -10,7 +10,7 @@ from flwr.supercore import log
 from .config import ExperimentConfig
 from .model import build_model, parameter_keys
 from .reporting.output import ExperimentOutput
-from .strategy import BlockwiseStrategy, discover_nodes
+from .strategy import BlockwiseStrategy, check_fleet, discover_nodes
 
 app = ServerApp()
 
@@ -19,9 +19,10 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     """Run ``num-runs`` federated experiments with seeds ``seed, seed+1, ...``."""
     config = ExperimentConfig.from_run_config(context.run_config)
+    profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
+    check_fleet(profiles, config.mix)
     output = ExperimentOutput(config, context.run_config)
     log(INFO, "BLOSSOM results directory: %s", output.path)
-    profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     held_keys = cache(partial(parameter_keys, config.task, fusion=config.fusion))
     for run_index in range(config.num_runs):
         seed = config.run_seed(run_index)

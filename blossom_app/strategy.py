@@ -8,7 +8,7 @@ holds, and every parameter is averaged over exactly the nodes that returned it.
 import math
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from logging import INFO, WARNING
@@ -29,6 +29,8 @@ from flwr.supercore import log
 
 from .aggregation import InvalidUpdate, aggregate_by_key, check_update
 from .blocks import Policy, block_of, format_modalities
+from .config import ModalityMix
+from .errors import ConfigError
 from .training import macro_f1
 
 PROFILE = f"{MessageType.QUERY}.profile"
@@ -113,6 +115,25 @@ def discover_nodes(
             )
         log(INFO, "Waiting for nodes: %d of %d connected", len(profiles), min_nodes)
         time.sleep(1.0)
+
+
+def check_fleet(profiles: dict[int, NodeProfile], mix: ModalityMix) -> None:
+    """Fail unless the nodes hold the modality sets ``mix`` counts.
+
+    In simulation the mix assigns the sets, so they always match; deployed
+    nodes declare theirs in node config, and results filed under a mix the
+    fleet does not have would mislead.
+    """
+    fleet = Counter(profile.modalities for profile in profiles.values())
+    wanted = Counter(dict(mix.groups))
+    if fleet != wanted:
+        have = ",".join(f"{'+'.join(m)}={n}" for m, n in sorted(fleet.items()))
+        raise ConfigError(
+            "modality-mix",
+            mix.text,
+            f"the modality sets the nodes declare: '{have}'",
+            f"Run with --run-config \"modality-mix='{have}'\".",
+        )
 
 
 def _block_bytes(arrays: ArrayRecord) -> dict[str, int]:

@@ -99,3 +99,10 @@ def test_unknown_node_config_key_is_refused():
         NodeConfig.from_node_config(
             {"partition-id": 0, "num-partitions": 2, "modality": "acc"}, WATCH
         )
+
+
+def test_a_node_with_its_own_data_needs_no_partition():
+    node = NodeConfig.from_node_config(
+        {"data-path": "/data/mine.parquet", "modalities": "acc"}, WATCH
+    )
+    assert (node.partition_id, node.num_partitions) == (0, 1)

@@ -108,9 +108,32 @@ def test_corrupt_watch_file_is_refused(tmp_path: Path):
 def test_missing_column_is_named(tmp_path: Path):
     path = tmp_path / "no-gyro.parquet"
     tiny_dataset(drop="gyro").to_parquet(str(path))
+    client = {**CLIENT, "source": str(path), "num_partitions": 1}
     with pytest.raises(DataError, match="gyro") as error:
-        load_task_dataset(WATCH, str(path))
+        load_client_data(WATCH, partition_id=0, modalities=("acc", "gyro"), **client)
     assert "acc" in str(error.value)  # lists the columns the dataset does have
+
+
+def test_a_device_dataset_needs_only_the_device_modalities(tmp_path: Path):
+    path = tmp_path / "acc-only.parquet"
+    tiny_dataset(n=20, drop="gyro").remove_columns("subject").to_parquet(str(path))
+    client = {**CLIENT, "source": str(path), "num_partitions": 1}
+    data = load_client_data(WATCH, partition_id=0, modalities=("acc",), **client)
+    assert len(data.train) + len(data.test) == 20
+    with pytest.raises(DataError, match="subject"):
+        load_client_data(
+            WATCH,
+            partition_id=0,
+            modalities=("acc",),
+            **{**client, "partitioner": "natural"},
+        )
+
+
+def test_a_dataset_without_any_modality_is_refused(tmp_path: Path):
+    path = tmp_path / "labels-only.parquet"
+    tiny_dataset().remove_columns(["acc", "gyro"]).to_parquet(str(path))
+    with pytest.raises(DataError, match="none of the modality columns"):
+        load_task_dataset(WATCH, str(path))
 
 
 def test_wrong_shape_is_reported(tmp_path: Path):

@@ -97,4 +97,4 @@ def test_deployed_nodes_train_with_their_node_config_modalities(loopback_federat
     # private-head-fusion (the default): each device sends its own encoder only
     assert up == {("0", "encoder:acc"), ("1", "encoder:gyro")}
     # each SuperNode also kept its private blocks on disk (state-dir)
-    assert list((Path(env["LOGS"]).parent / "state-acc").glob("*.npz"))
+    assert list((Path(env["LOGS"]).parent / "state-acc").glob("partition-0-acc/*.npz"))

@@ -208,3 +208,16 @@ def test_evaluate_reply_missing_a_metric_is_rejected_not_fatal(drop):
     metrics = server.aggregate_evaluate(2, replies)
     assert metrics["num-clients"] == 2
     assert drop in server.rejections[0]["reason"]
+
+
+def test_a_fleet_that_does_not_match_the_mix_is_refused_with_the_fix():
+    from rounds import WATCH, profiles
+
+    from blossom_app.config import parse_mix
+    from blossom_app.errors import ConfigError
+    from blossom_app.strategy import check_fleet
+
+    check_fleet(profiles(), parse_mix("1-1-1", WATCH))
+    with pytest.raises(ConfigError) as error:
+        check_fleet(profiles(), parse_mix("acc=2,gyro=1", WATCH))
+    assert "modality-mix='acc=1,acc+gyro=1,gyro=1'" in str(error.value)

@@ -1,7 +1,7 @@
 """The dataset seam: what a benchmark declares so that one app can run it."""
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -46,7 +46,6 @@ class Task:
     label_column: str = "label"
     group_column: str | None = None
     build_embedded: Callable[[Path], None] | None = None
-    defaults: dict[str, object] = field(default_factory=dict)
 
     @property
     def modality_names(self) -> tuple[str, ...]:

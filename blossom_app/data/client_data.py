@@ -9,12 +9,12 @@ from flwr_datasets.partitioner import Partitioner
 from ..benchmarks.task import Task
 from ..errors import ConfigError, DataError
 from .columns import numpy_columns
-from .loading import load_task_dataset
+from .loading import load_task_dataset, validate_columns
 from .partitioning import assign_dataset, make_partitioner
 from .splits import SPLIT_COLUMN, split_dataset
 
 # Per-process cache of split, shuffled, partitioned datasets, keyed by the
-# arguments that shape them (Task itself is unhashable, so its name stands in).
+# arguments that shape them (the task by its name).
 _partitioned: dict[tuple[object, ...], Partitioner] = {}
 
 
@@ -78,9 +78,11 @@ def load_client_data(
         seed,
         test_fraction,
     )
+    loaded = load_task_dataset(task, source)
+    validate_columns(loaded, task, modalities, group=partitioner == "natural")
     if key not in _partitioned:
         dataset = split_dataset(
-            load_task_dataset(task, source),
+            loaded,
             test_fraction,
             seed,
             window=task.modalities[0].shape[0],

@@ -8,6 +8,7 @@ cached), a directory written by ``save_to_disk``, a local ``.parquet`` /
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import datasets
@@ -23,8 +24,7 @@ datasets.disable_progress_bars()
 FILE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
 _SAVED_MARKERS = ("state.json", "dataset_dict.json")
 
-# Per-process cache by (task name, source); a dict, not lru_cache, because Task
-# holds a dict field and so cannot be hashed.
+# Per-process cache by (task name, source): clients load once per process.
 _loaded: dict[tuple[str, str], datasets.Dataset] = {}
 
 
@@ -46,31 +46,48 @@ def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
     key = (task.name, source)
     if key not in _loaded:
         dataset = _as_single_split(_load(task, source), source)
-        validate_columns(dataset, task)
+        present = [
+            spec.name for spec in task.modalities if spec.column in dataset.column_names
+        ]
+        if not present:
+            raise DataError(
+                f"The dataset at '{source}' has none of the modality columns of "
+                f"task '{task.name}' ({', '.join(task.modality_names)}); it has "
+                f"{dataset.column_names}. Rename its columns (Dataset.rename_column)."
+            )
+        validate_columns(dataset, task, present)
         _loaded[key] = dataset
     return _loaded[key]
 
 
-def validate_columns(dataset: datasets.Dataset, task: Task) -> None:
-    """Check that ``dataset`` has the columns, shapes and labels ``task`` expects.
+def validate_columns(
+    dataset: datasets.Dataset,
+    task: Task,
+    modalities: Iterable[str],
+    group: bool = False,
+) -> None:
+    """Check that ``dataset`` has what a client holding ``modalities`` needs.
 
-    Every modality column must hold examples of shape ``spec.shape`` (checked on
-    the first row), and labels must be integers in ``[0, task.num_classes)``.
+    Each modality column must hold examples of shape ``spec.shape`` (checked on
+    the first row), labels must be integers in ``[0, task.num_classes)``, and
+    with ``group`` (the natural partitioner) the group column must exist.
     """
-    needed = [spec.column for spec in task.modalities] + [task.label_column]
-    if task.group_column:
+    specs = [task.modality(name) for name in modalities]
+    needed = [spec.column for spec in specs] + [task.label_column]
+    if group and task.group_column:
         needed.append(task.group_column)
     missing = [column for column in needed if column not in dataset.column_names]
     if missing:
         raise DataError(
             f"The dataset for task '{task.name}' lacks column(s) {missing}; it has "
-            f"{dataset.column_names}. Rename its columns (Dataset.rename_column) or "
-            f"point data-source at a dataset with columns {needed}."
+            f"{dataset.column_names}. Rename its columns (Dataset.rename_column), "
+            f"point data-source (or the node's data-path) at a dataset with columns "
+            f"{needed}, or declare only the modalities the data has."
         )
     if len(dataset) == 0:
         raise DataError(f"The dataset for task '{task.name}' has no rows.")
     first = dataset.with_format("numpy", columns=needed)[0]
-    for spec in task.modalities:
+    for spec in specs:
         shape = np.shape(first[spec.column])
         if shape != spec.shape:
             raise DataError(

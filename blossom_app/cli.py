@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import click
 from flwr.common.config import parse_config_args
 
 from .errors import ConfigError
@@ -23,7 +24,14 @@ def _print_comparisons(comparisons: list[Comparison]) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     root = results_root(args.results_dir)
-    overrides = parse_config_args(args.run_config)
+    try:
+        overrides = parse_config_args(args.run_config)
+        if args.run_config and not overrides:
+            raise ValueError(f"no key=value in {args.run_config}")
+    except (ValueError, click.ClickException) as error:
+        message = getattr(error, "message", error)
+        print(f"blossom sweep: bad --run-config: {message}", file=sys.stderr)
+        return 2
     if args.rounds is not None:
         overrides["num-server-rounds"] = args.rounds
     if args.num_runs is not None:

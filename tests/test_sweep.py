@@ -102,3 +102,11 @@ def test_tiny_sweep_completes_resumes_and_compares(
     assert main(args) == 0
     assert "2 complete (2 skipped), 0 failed" in capsys.readouterr().out
     assert len(find_experiments([root])[0]) == 2
+
+
+@pytest.mark.parametrize("bad", ["batch-size=", "x=[1", "num-rounds=3"])
+def test_bad_run_config_stops_the_sweep_before_anything_runs(bad, tmp_path, capsys):
+    code = main(["sweep", "--run-config", bad, "--results-dir", str(tmp_path)])
+    assert code == 2
+    assert "--run-config" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

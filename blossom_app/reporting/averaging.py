@@ -13,17 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from .csv_files import number, read_rows
-from .layout import AGGREGATED, CLIENTS, run_dirs
+from .layout import AGGREGATED, CLIENT_METRICS, CLIENTS, run_dirs
 
 Row = Mapping[str, object]
-
-#: Client metric column -> the column holding its weight (example count).
-CLIENT_METRICS = {
-    "train_loss": "train_examples",
-    "test_loss": "test_examples",
-    "accuracy": "test_examples",
-    "macro_f1": "test_examples",
-}
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
@@ -64,7 +56,7 @@ def weighted_means(client_rows: Iterable[Row], by: Sequence[str]) -> list[dict]:
     for key, members in _grouped(client_rows, by).items():
         row: dict[str, object] = dict(zip(by, key, strict=True))
         row["clients"] = len(members)
-        for metric, weight in CLIENT_METRICS.items():
+        for metric, (weight, _) in CLIENT_METRICS.items():
             pairs = [
                 (number(m[metric]), number(m[weight]))
                 for m in members

@@ -15,6 +15,7 @@ from pathlib import Path
 from .csv_files import number, read_rows, write_rows
 from .layout import (
     AGGREGATED,
+    CLIENT_METRICS,
     COMMUNICATION,
     COMPARISON,
     MODALITIES,
@@ -23,7 +24,6 @@ from .layout import (
     run_dirs,
 )
 from .plots import (
-    CLIENT_METRICS,
     Bar,
     comparison_bars,
     comparison_curves,
@@ -260,9 +260,9 @@ def _plot(out: Path, experiments: Sequence[Experiment], title: str) -> list[Path
         written.append(
             comparison_bars(
                 out / f"comparison_modality_{metric}.png",
-                f"{title}\nfinal {CLIENT_METRICS[metric].lower()} per modality set\n"
+                f"{title}\nfinal {CLIENT_METRICS[metric][1].lower()} per modality set\n"
                 "(weighted over its clients), mean ± std over runs",
-                CLIENT_METRICS[metric],
+                CLIENT_METRICS[metric][1],
                 panels,
                 colors,
             )

@@ -31,6 +31,15 @@ COMPARISON = "comparison"
 #: Written last by ``ExperimentOutput.finish``: the experiment is complete.
 COMPLETED_MARKER = AGGREGATED
 
+#: Client metric column -> (the column holding its weight, i.e. the example count
+#: it is averaged with, and its axis label).
+CLIENT_METRICS = {
+    "accuracy": ("test_examples", "Accuracy"),
+    "macro_f1": ("test_examples", "Macro-F1"),
+    "test_loss": ("test_examples", "Test loss"),
+    "train_loss": ("train_examples", "Train loss"),
+}
+
 #: Directory levels between the results root and an experiment's timestamp.
 LEVELS = ("dataset", "partitioner", "mix", "aggregation")
 

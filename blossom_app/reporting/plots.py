@@ -19,16 +19,10 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from .csv_files import number
+from .layout import CLIENT_METRICS
 
 Row = Mapping[str, object]
 
-#: Client metric column -> axis label.
-CLIENT_METRICS = {
-    "accuracy": "Accuracy",
-    "macro_f1": "Macro-F1",
-    "test_loss": "Test loss",
-    "train_loss": "Train loss",
-}
 
 #: Aggregated figures: name -> (axis label, [(column, legend label, colour, style)]).
 AGGREGATE_FIGURES = {
@@ -246,7 +240,7 @@ def plot_run(
         key: STYLES[[k[0] for k in keys[:i]].count(key[0]) % len(STYLES)]
         for i, key in enumerate(keys)
     }
-    for metric, ylabel in CLIENT_METRICS.items():
+    for metric, (_, ylabel) in CLIENT_METRICS.items():
         lines = [
             series(
                 [r for r in clients if int(r["partition_id"]) == partition],
@@ -279,7 +273,7 @@ def plot_experiment(
     written = _aggregate_plots(experiment, "averaged", aggregated, subtitle)
     colors = modality_colors(str(r["modalities"]) for r in by_modality)
     present = [m for m in colors if any(r["modalities"] == m for r in by_modality)]
-    for metric, ylabel in CLIENT_METRICS.items():
+    for metric, (_, ylabel) in CLIENT_METRICS.items():
         lines = []
         for modalities in present:
             own = [r for r in by_modality if r["modalities"] == modalities]

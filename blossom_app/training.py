@@ -9,13 +9,29 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .data import Split
+from .errors import ConfigError
 
 
 def pick_device(override: str = "") -> torch.device:
     """``override`` (``cpu``, ``cuda``, ``cuda:1``) if given, else CUDA if present."""
-    if override:
-        return torch.device(override)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not override:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(override)
+    except RuntimeError:
+        raise ConfigError("device", override, "cpu, cuda, cuda:<index>") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:
+            raise ConfigError(
+                "device",
+                override,
+                f"cpu, or one of the {count} CUDA device(s) of this node",
+                "Fix the SuperNode's --node-config.",
+            )
+    elif device.type != "cpu":
+        raise ConfigError("device", override, "cpu, cuda, cuda:<index>")
+    return device
 
 
 def local_seed(run_seed: int, partition_id: int, server_round: int) -> int:

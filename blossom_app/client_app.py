@@ -20,11 +20,7 @@ def profile(msg: Message, context: Context) -> Message:
     content = ConfigRecord(
         {
             "modalities": format_modalities(client.modalities),
-            "modality-source": (
-                "node-config" if client.node.modalities else "modality-mix"
-            ),
             "partition-id": client.node.partition_id,
-            "num-partitions": client.node.num_partitions,
             "train-examples": len(client.data.train),
             "test-examples": len(client.data.test),
             "device": client.describe_device(),

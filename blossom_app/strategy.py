@@ -42,12 +42,11 @@ class NodeProfile:
 
     node_id: int
     modalities: tuple[str, ...]
-    modality_source: str
     partition_id: int
-    num_partitions: int
     train_examples: int
     test_examples: int
     device: str
+    version: str
 
     @property
     def label(self) -> str:
@@ -59,12 +58,11 @@ class NodeProfile:
         return cls(
             node_id=reply.metadata.src_node_id,
             modalities=tuple(str(profile["modalities"]).split("+")),
-            modality_source=str(profile["modality-source"]),
             partition_id=int(profile["partition-id"]),
-            num_partitions=int(profile["num-partitions"]),
             train_examples=int(profile["train-examples"]),
             test_examples=int(profile["test-examples"]),
             device=str(profile["device"]),
+            version=str(profile["version"]),
         )
 
 
@@ -223,13 +221,14 @@ class BlockwiseStrategy(FedAvg):
         for profile in sorted(self.profiles.values(), key=lambda p: p.partition_id):
             log(
                 INFO,
-                "\t\t├── node %d: partition %d, %s, %d train / %d test, %s",
+                "\t\t├── node %d: partition %d, %s, %d train / %d test, %s, v%s",
                 profile.node_id,
                 profile.partition_id,
                 profile.label,
                 profile.train_examples,
                 profile.test_examples,
                 profile.device,
+                profile.version,
             )
 
     # ---- sending ---------------------------------------------------------

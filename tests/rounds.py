@@ -28,7 +28,7 @@ NODES = {101: ("acc",), 102: ("gyro",), 103: ("acc", "gyro")}
 
 def profiles() -> dict[int, NodeProfile]:
     return {
-        node_id: NodeProfile(node_id, mods, "modality-mix", index, 3, 100, 30, "cpu")
+        node_id: NodeProfile(node_id, mods, index, 100, 30, "cpu", "0.1.0")
         for index, (node_id, mods) in enumerate(NODES.items())
     }
 

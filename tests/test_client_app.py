@@ -109,7 +109,10 @@ def test_state_dir_keeps_personalization_across_a_supernode_restart(tmp_path):
             client_app(msg, restarted[node_id]).content["metrics"]["loss"]
             == client_app(msg, nodes[node_id]).content["metrics"]["loss"]
         )
-    assert (tmp_path / f"node-{GYRO}").is_dir() and saved
+    [saved_file] = (tmp_path / f"node-{GYRO}" / "partition-1-gyro").glob("*.npz")
+    with np.load(saved_file) as on_disk:
+        for key, value in saved.items():
+            np.testing.assert_array_equal(on_disk[key], value)
 
 
 @pytest.mark.parametrize("bad", ["acc,ecg", "", "ACC"])

@@ -9,7 +9,7 @@ from flwr_datasets.partitioner import Partitioner
 from ..benchmarks.task import Task
 from ..errors import ConfigError, DataError
 from .columns import numpy_columns
-from .loading import load_task_dataset, validate_columns
+from .loading import load_task_dataset, require_columns
 from .partitioning import assign_dataset, make_partitioner
 from .splits import SPLIT_COLUMN, split_dataset
 
@@ -79,7 +79,8 @@ def load_client_data(
         test_fraction,
     )
     loaded = load_task_dataset(task, source)
-    validate_columns(loaded, task, modalities, group=partitioner == "natural")
+    # columns and labels were validated at load time; here only presence
+    require_columns(loaded, task, modalities, group=partitioner == "natural")
     if key not in _partitioned:
         dataset = split_dataset(
             loaded,

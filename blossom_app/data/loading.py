@@ -60,20 +60,16 @@ def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
     return _loaded[key]
 
 
-def validate_columns(
+def require_columns(
     dataset: datasets.Dataset,
     task: Task,
     modalities: Iterable[str],
     group: bool = False,
-) -> None:
-    """Check that ``dataset`` has what a client holding ``modalities`` needs.
-
-    Each modality column must hold examples of shape ``spec.shape`` (checked on
-    the first row), labels must be integers in ``[0, task.num_classes)``, and
-    with ``group`` (the natural partitioner) the group column must exist.
-    """
-    specs = [task.modality(name) for name in modalities]
-    needed = [spec.column for spec in specs] + [task.label_column]
+) -> list[str]:
+    """The columns a client holding ``modalities`` reads (the group column too
+    with ``group``, for the natural partitioner); DataError if any is missing."""
+    needed = [task.modality(name).column for name in modalities]
+    needed.append(task.label_column)
     if group and task.group_column:
         needed.append(task.group_column)
     missing = [column for column in needed if column not in dataset.column_names]
@@ -84,6 +80,19 @@ def validate_columns(
             f"point data-source (or the node's data-path) at a dataset with columns "
             f"{needed}, or declare only the modalities the data has."
         )
+    return needed
+
+
+def validate_columns(
+    dataset: datasets.Dataset, task: Task, modalities: Iterable[str]
+) -> None:
+    """Check the columns of ``modalities`` and the labels of ``dataset``.
+
+    Each modality column must hold examples of shape ``spec.shape`` (checked on
+    the first row), and labels must be integers in ``[0, task.num_classes)``.
+    """
+    specs = [task.modality(name) for name in modalities]
+    needed = require_columns(dataset, task, modalities)
     if len(dataset) == 0:
         raise DataError(f"The dataset for task '{task.name}' has no rows.")
     first = dataset.with_format("numpy", columns=needed)[0]

@@ -1,5 +1,7 @@
 """The ``blossom`` command: ``sweep`` runs an experiment grid through the Flower
-app, ``compare`` tables and plots finished experiments."""
+app, ``compare`` tables and plots finished experiments, ``export`` re-exports a
+saved personalized model to ONNX, ``info`` describes the app or a results
+directory."""
 
 import argparse
 import sys
@@ -9,6 +11,7 @@ import click
 from flwr.common.config import parse_config_args
 
 from .errors import ConfigError
+from .info import describe_app, describe_results
 from .reporting.compare import Comparison, compare
 from .reporting.layout import RESULTS_ENV, results_root
 from .sweep import SweepGrid, run_sweep
@@ -66,6 +69,25 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .export import reexport  # torch + onnx: only for this command
+
+    if not args.weights.is_file():
+        print(f"blossom export: no such file: {args.weights}", file=sys.stderr)
+        return 2
+    report = reexport(args.weights, args.out, quantize=args.quantize)
+    where = args.out or args.weights.parent
+    print(f"Exported {args.weights} to {where}:")
+    for key, value in report.to_record().items():
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    print(describe_results(args.path) if args.path else describe_app())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="blossom", description=__doc__)
     commands = main_parser.add_subparsers(dest="command", required=True)
@@ -120,6 +142,30 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write under this root instead of the results'"
     )
     comparison.set_defaults(handler=_compare)
+
+    export = commands.add_parser(
+        "export",
+        help="export a saved personalized model (model.pt) to ONNX again",
+        description="Rebuild the model saved in a node's model.pt and write "
+        "model.onnx and model.json again (next to it, or into --out), checked "
+        "against torch with onnxruntime; --quantize adds model.int8.onnx.",
+    )
+    export.add_argument("weights", type=Path, help="a model.pt written by a run")
+    export.add_argument("--out", type=Path, help="directory (default: beside it)")
+    export.add_argument(
+        "--quantize", action="store_true", help="also write dynamic int8 ONNX"
+    )
+    export.set_defaults(handler=_export)
+
+    info = commands.add_parser(
+        "info",
+        help="datasets, policies and choices; or what a results directory holds",
+        description="Without a path: the datasets (modalities, shapes, classes), "
+        "aggregation policies, fusions and partitioners. With a path: every "
+        "experiment under it, whether it finished, and its resolved run config.",
+    )
+    info.add_argument("path", nargs="?", type=Path, help="a results directory")
+    info.set_defaults(handler=_info)
     return main_parser
 
 

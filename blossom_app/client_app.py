@@ -1,14 +1,14 @@
-"""BLOSSOM ClientApp: thin profile, train and evaluate handlers."""
+"""BLOSSOM ClientApp: thin profile, train, evaluate and export handlers."""
 
 import time
+from pathlib import Path
 
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from . import __version__
-from .blocks import format_modalities
+from . import metrics as m
 from .local_client import LocalClient
-from .training import cosine_lr, evaluate, local_seed, train
+from .protocol import EXPORT_RECORD
 
 app = ClientApp()
 
@@ -17,17 +17,7 @@ app = ClientApp()
 def profile(msg: Message, context: Context) -> Message:
     """Tell the server this node's modalities, data sizes and device."""
     client = LocalClient.from_context(context)
-    content = ConfigRecord(
-        {
-            "modalities": format_modalities(client.modalities),
-            "partition-id": client.node.partition_id,
-            "train-examples": len(client.data.train),
-            "test-examples": len(client.data.test),
-            "device": client.describe_device(),
-            "version": __version__,
-        }
-    )
-    return Message(RecordDict({"profile": content}), reply_to=msg)
+    return Message(client.profile().to_record(), reply_to=msg)
 
 
 @app.train()
@@ -37,27 +27,14 @@ def train_handler(msg: Message, context: Context) -> Message:
     client = LocalClient.from_context(context)
     config = msg.content["config"]
     run_index, server_round = int(config["run-index"]), int(config["server-round"])
-    model = client.personalized_model(context, run_index, msg.content["arrays"])
-    exp = client.experiment
-    loss = train(
-        model,
-        client.data.train,
-        epochs=exp.local_epochs,
-        batch_size=exp.batch_size,
-        learning_rate=cosine_lr(exp.learning_rate, server_round, exp.num_server_rounds),
-        momentum=exp.momentum,
-        weight_decay=exp.weight_decay,
-        device=client.device,
-        seed=local_seed(
-            exp.run_seed(run_index), client.node.partition_id, server_round
-        ),
-    )
-    client.keep_private(context, run_index, model)
+    model = client.personalized_model(run_index, msg.content["arrays"])
+    loss = client.train(model, run_index, server_round)
+    client.keep_private(run_index, model)
     metrics = MetricRecord(
         {
-            "num-examples": len(client.data.train),
-            "train-loss": loss,
-            "train-seconds": time.perf_counter() - start,
+            m.TRAIN_EXAMPLES: len(client.data.train),
+            m.TRAIN_LOSS: loss,
+            m.TRAIN_SECONDS: time.perf_counter() - start,
         }
     )
     content = RecordDict({"arrays": client.shared_update(model), "metrics": metrics})
@@ -69,21 +46,32 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     """Evaluate the personalized model (shared + private) on the local test split."""
     client = LocalClient.from_context(context)
     run_index = int(msg.content["config"]["run-index"])
-    model = client.personalized_model(context, run_index, msg.content["arrays"])
-    result = evaluate(
-        model,
-        client.data.test,
-        batch_size=client.experiment.batch_size,
-        num_classes=client.experiment.task.num_classes,
-        device=client.device,
+    result = client.evaluate(
+        client.personalized_model(run_index, msg.content["arrays"])
     )
     metrics = MetricRecord(
         {
-            "num-examples": result.num_examples,
-            "loss": result.loss,
-            "accuracy": result.accuracy,
-            "macro-f1": result.macro_f1,
-            "confusion": result.confusion.ravel().tolist(),
+            m.TEST_EXAMPLES: result.num_examples,
+            m.TEST_LOSS: result.loss,
+            m.ACCURACY: result.accuracy,
+            m.MACRO_F1: result.macro_f1,
+            m.CONFUSION: result.confusion.ravel().tolist(),
         }
     )
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+@app.query("export")
+def export_handler(msg: Message, context: Context) -> Message:
+    """Export the personalized model on this node; reply with metadata only
+    (the files hold private blocks and stay here)."""
+    client = LocalClient.from_context(context)
+    config = msg.content["config"]
+    report = client.export(
+        run_index=int(config["run-index"]),
+        server_round=int(config["server-round"]),
+        shared=msg.content["arrays"],
+        models_dir=Path(str(config["models-dir"])),
+        quantize=bool(config["int8"]),
+    )
+    return Message(RecordDict({EXPORT_RECORD: ConfigRecord(report)}), reply_to=msg)

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from .benchmarks import Task, get_task
 from .blocks import Policy, make_policy
 from .data import PARTITIONERS
@@ -100,6 +102,13 @@ def _get(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
     return value
 
 
+def _optional(
+    config: Mapping[str, Scalar], key: str, kind: type, default: Scalar
+) -> Scalar:
+    """``config[key]`` checked to be a ``kind``, or ``default`` when absent."""
+    return _get(config, key, kind) if key in config else default
+
+
 def _positive(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
     value = _get(config, key, kind)
     if value <= 0:
@@ -138,6 +147,8 @@ class ExperimentConfig:
     seed: int
     results_dir: str
     round_timeout: float
+    export_onnx: bool
+    export_int8: bool
 
     def run_seed(self, run_index: int) -> int:
         """Seed of run ``run_index`` (``seed``, ``seed+1``, ...): initial weights,
@@ -151,6 +162,14 @@ class ExperimentConfig:
         partitioner = _get(config, "partitioner", str)
         if partitioner not in PARTITIONERS:
             raise ConfigError("partitioner", partitioner, ", ".join(PARTITIONERS))
+        if partitioner == "natural" and task.group_column is None:
+            raise ConfigError(
+                "partitioner",
+                partitioner,
+                "iid, dirichlet",
+                f"Dataset '{task.name}' has no group column (such as a subject "
+                "id) to partition by naturally.",
+            )
         fusion = _get(config, "fusion", str)
         if fusion not in FUSIONS:
             raise ConfigError("fusion", fusion, ", ".join(FUSIONS))
@@ -188,7 +207,36 @@ class ExperimentConfig:
             seed=_seed(config),
             results_dir=str(_get(config, "results-dir", str)),
             round_timeout=_positive(config, "round-timeout", float),
+            export_onnx=_get(config, "export-onnx", bool),
+            export_int8=_get(config, "export-int8", bool),
         )
+
+
+def _device(config: Mapping[str, Scalar]) -> torch.device:
+    """``device`` (``cpu``, ``cuda``, ``cuda:1``) if given, else CUDA if present."""
+    text = _optional(config, "device", str, "")
+    if not text:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    allowed = "cpu, cuda, cuda:<index>"
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ConfigError("device", text, allowed, _NODE_HINT) from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError("device", text, allowed, _NODE_HINT)
+    count = torch.cuda.device_count()
+    if device.type == "cuda" and (device.index or 0) >= count:
+        allowed = f"cpu, or one of the {count} CUDA device(s) of this node"
+        raise ConfigError("device", text, allowed, _NODE_HINT)
+    return device
+
+
+def _directory(config: Mapping[str, Scalar], key: str) -> Path | None:
+    text = _optional(config, key, str, "")
+    return Path(text).expanduser() if text else None
+
+
+_NODE_HINT = "Fix the SuperNode's --node-config."
 
 
 @dataclass(frozen=True)
@@ -200,32 +248,37 @@ class NodeConfig:
     ``data-path``: the device's own dataset (else the run's ``data-source``).
     ``device``: ``cpu``/``cuda``/``cuda:1`` (default: CUDA when available).
     ``state-dir``: where private blocks are also kept on disk.
+    ``export-dir``: where the personalized model is exported after a run
+    (default: ``<state-dir>/models``).
+    ``num-threads``: torch CPU threads (0: torch's default).
+    Every key is validated here, once; code reading a ``NodeConfig`` trusts it.
     """
 
     partition_id: int
     num_partitions: int
     modalities: tuple[str, ...] | None
     data_path: str
-    device: str
+    device: torch.device
     state_dir: Path | None
+    export_dir: Path | None
     num_threads: int
+
+    KEYS = (
+        "partition-id",
+        "num-partitions",
+        "modalities",
+        "data-path",
+        "device",
+        "state-dir",
+        "export-dir",
+        "num-threads",
+    )
 
     @classmethod
     def from_node_config(cls, config: Mapping[str, Scalar], task: Task) -> "NodeConfig":
-        known = {
-            "partition-id",
-            "num-partitions",
-            "modalities",
-            "data-path",
-            "device",
-            "state-dir",
-            "num-threads",
-        }
-        unknown = sorted(set(config) - known)
+        unknown = sorted(set(config) - set(cls.KEYS))
         if unknown:
-            raise ConfigError(
-                "node-config", ", ".join(unknown), ", ".join(sorted(known))
-            )
+            raise ConfigError("node-config", ", ".join(unknown), ", ".join(cls.KEYS))
         if "data-path" in config:  # the device's own data: all of it is its share
             config = {"partition-id": 0, "num-partitions": 1, **config}
         partition_id = _get(config, "partition-id", int)
@@ -246,17 +299,22 @@ class NodeConfig:
                     text,
                     f"a comma-separated subset of {', '.join(task.modality_names)} "
                     f"(dataset '{task.name}')",
-                    "Fix the SuperNode's --node-config.",
+                    _NODE_HINT,
                 )
-        state_dir = str(config.get("state-dir", ""))
+        num_threads = _optional(config, "num-threads", int, 0)
+        if num_threads < 0:
+            raise ConfigError(
+                "num-threads", num_threads, "0 (torch's default) or more", _NODE_HINT
+            )
         return cls(
             partition_id=partition_id,
             num_partitions=num_partitions,
             modalities=modalities,
-            data_path=str(config.get("data-path", "")),
-            device=str(config.get("device", "")),
-            state_dir=Path(state_dir).expanduser() if state_dir else None,
-            num_threads=int(config.get("num-threads", 0)),
+            data_path=_optional(config, "data-path", str, ""),
+            device=_device(config),
+            state_dir=_directory(config, "state-dir"),
+            export_dir=_directory(config, "export-dir"),
+            num_threads=num_threads,
         )
 
     def client_modalities(self, mix: ModalityMix) -> tuple[str, ...]:

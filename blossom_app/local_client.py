@@ -1,90 +1,228 @@
-"""One client as its handlers see it: config, data, device, personalized model."""
+"""One client as its handlers see it: config, data, device, personalized model.
+
+The parsed config and the client's data depend only on the run config and the
+node config, so they are derived once per process and reused by every message
+(a simulation process serves many virtual nodes and rounds). What changes from
+message to message, the private blocks, lives in the ``Context``.
+"""
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, Context
 
+from . import __version__
 from .blocks import format_modalities, guard_outgoing
 from .client_state import load_private, save_private
-from .config import ExperimentConfig, NodeConfig
+from .config import ExperimentConfig, NodeConfig, Scalar
 from .data import ClientData, load_client_data
+from .export import ExportError, export_personalized
+from .fleet import NodeProfile
 from .model import MultimodalModel, build_model
-from .training import pick_device
+from .model_card import build_card
+from .protocol import STATUS, WRITTEN
+from .training import Evaluation, cosine_lr, evaluate, local_seed, train
+
+ConfigItems = tuple[tuple[str, Scalar], ...]
 
 
 @dataclass(frozen=True)
-class LocalClient:
-    """Everything a ClientApp handler needs, read once from the Context."""
+class ClientSetup:
+    """What a node's run config and node config determine."""
 
     experiment: ExperimentConfig
     node: NodeConfig
     modalities: tuple[str, ...]
     data: ClientData
-    device: torch.device
+
+
+@lru_cache(maxsize=128)
+def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
+    experiment = ExperimentConfig.from_run_config(dict(run_config))
+    node = NodeConfig.from_node_config(dict(node_config), experiment.task)
+    modalities = node.client_modalities(experiment.mix)
+    data = load_client_data(
+        experiment.task,
+        source=node.data_path or experiment.data_source,
+        # a device's own data (data-path) is not split with other clients
+        partitioner="iid" if node.data_path else experiment.partitioner,
+        partition_id=node.partition_id,
+        num_partitions=node.num_partitions,
+        modalities=modalities,
+        alpha=experiment.dirichlet_alpha,
+        seed=experiment.seed,
+        test_fraction=experiment.test_fraction,
+    )
+    return ClientSetup(experiment, node, modalities, data)
+
+
+@dataclass(frozen=True)
+class LocalClient:
+    """A client's setup and its ``Context`` (whose state holds private blocks)."""
+
+    setup: ClientSetup
+    context: Context
 
     @classmethod
     def from_context(cls, context: Context) -> "LocalClient":
-        experiment = ExperimentConfig.from_run_config(context.run_config)
-        node = NodeConfig.from_node_config(context.node_config, experiment.task)
-        if node.num_threads:
-            torch.set_num_threads(node.num_threads)
-        modalities = node.client_modalities(experiment.mix)
-        data = load_client_data(
-            experiment.task,
-            source=node.data_path or experiment.data_source,
-            # a device's own data (data-path) is not split with other clients
-            partitioner="iid" if node.data_path else experiment.partitioner,
-            partition_id=node.partition_id,
-            num_partitions=node.num_partitions,
-            modalities=modalities,
-            alpha=experiment.dirichlet_alpha,
-            seed=experiment.seed,
-            test_fraction=experiment.test_fraction,
+        setup = _setup(
+            tuple(sorted(context.run_config.items())),
+            tuple(sorted(context.node_config.items())),
         )
-        return cls(experiment, node, modalities, data, pick_device(node.device))
+        if setup.node.num_threads:
+            torch.set_num_threads(setup.node.num_threads)
+        return cls(setup, context)
+
+    @property
+    def experiment(self) -> ExperimentConfig:
+        return self.setup.experiment
+
+    @property
+    def data(self) -> ClientData:
+        return self.setup.data
+
+    @property
+    def device(self) -> torch.device:
+        return self.setup.node.device
 
     @property
     def state_dir(self) -> Path | None:
         """Where this client's private blocks are also kept on disk, one folder
         per partition and modality set, so nodes may share a ``state-dir``."""
-        if self.node.state_dir is None:
+        if self.setup.node.state_dir is None:
             return None
-        name = (
-            f"partition-{self.node.partition_id}-{format_modalities(self.modalities)}"
-        )
-        return self.node.state_dir / name
+        return self.setup.node.state_dir / self.folder_name
 
-    def describe_device(self) -> str:
-        """``cuda``/``cuda:1``, or ``cpu`` with its torch thread count."""
+    @property
+    def folder_name(self) -> str:
+        """``partition-<id>-<modality set>``: this client's folder name."""
+        modalities = format_modalities(self.setup.modalities)
+        return f"partition-{self.setup.node.partition_id}-{modalities}"
+
+    def profile(self) -> NodeProfile:
+        """What this node tells the server about itself."""
         if self.device.type == "cpu":
-            return f"cpu, {torch.get_num_threads()} thread(s)"
-        return str(self.device)
+            device = f"cpu, {torch.get_num_threads()} thread(s)"
+        else:
+            device = str(self.device)
+        return NodeProfile(
+            node_id=self.context.node_id,
+            modalities=self.setup.modalities,
+            partition_id=self.setup.node.partition_id,
+            train_examples=len(self.data.train),
+            test_examples=len(self.data.test),
+            device=device,
+            version=__version__,
+        )
 
     def personalized_model(
-        self, context: Context, run_index: int, shared: ArrayRecord
+        self, run_index: int, shared: ArrayRecord
     ) -> MultimodalModel:
         """The global shared blocks this client holds + its own private blocks."""
         exp = self.experiment
         model = build_model(
-            exp.task, self.modalities, exp.fusion, exp.run_seed(run_index)
+            exp.task, self.setup.modalities, exp.fusion, exp.run_seed(run_index)
         )
         state = model.state_dict()
-        private = load_private(context, run_index, self.state_dir)
+        private = load_private(self.context, run_index, self.state_dir)
         for record in (private, shared):
             if record is not None:
                 state.update(record.to_torch_state_dict())
         model.load_state_dict(state, strict=True)
         return model
 
-    def keep_private(
-        self, context: Context, run_index: int, model: MultimodalModel
-    ) -> None:
+    def train(self, model: MultimodalModel, run_index: int, server_round: int) -> float:
+        """One round of local training of ``model``; the mean training loss."""
+        exp = self.experiment
+        return train(
+            model,
+            self.data.train,
+            epochs=exp.local_epochs,
+            batch_size=exp.batch_size,
+            learning_rate=cosine_lr(
+                exp.learning_rate, server_round, exp.num_server_rounds
+            ),
+            momentum=exp.momentum,
+            weight_decay=exp.weight_decay,
+            device=self.device,
+            seed=local_seed(
+                exp.run_seed(run_index), self.setup.node.partition_id, server_round
+            ),
+        )
+
+    def evaluate(self, model: MultimodalModel) -> Evaluation:
+        """``model`` on this client's test split."""
+        return evaluate(
+            model,
+            self.data.test,
+            batch_size=self.experiment.batch_size,
+            num_classes=self.experiment.task.num_classes,
+            device=self.device,
+        )
+
+    def export_dir(self, models_dir: Path) -> Path | None:
+        """Where this client's personalized model goes: its node's
+        ``export-dir``, else ``<state-dir>/models``, else ``models_dir`` (named
+        by the server) when this node shares the server's disk (simulation);
+        one sub-folder per partition and modality set. None: nowhere."""
+        node = self.setup.node
+        if node.export_dir is not None:
+            return node.export_dir / self.folder_name
+        if node.state_dir is not None:
+            return node.state_dir / "models" / self.folder_name
+        if models_dir.is_dir():
+            return models_dir / self.folder_name
+        return None
+
+    def export(
+        self,
+        run_index: int,
+        server_round: int,
+        shared: ArrayRecord,
+        models_dir: Path,
+        quantize: bool,
+    ) -> dict[str, Scalar]:
+        """Export the personalized model on this node; the report (no arrays)."""
+        target = self.export_dir(models_dir)
+        if target is None:
+            return {
+                STATUS: "not written: this node has neither export-dir nor "
+                "state-dir in its --node-config; set export-dir"
+            }
+        model = self.personalized_model(run_index, shared)
+        final = self.evaluate(model)
+        exp = self.experiment
+        card = build_card(
+            exp.task,
+            self.setup.modalities,
+            fusion=exp.fusion,
+            policy=exp.policy.name,
+            run_index=run_index,
+            server_round=server_round,
+            test_accuracy=final.accuracy,
+            test_macro_f1=final.macro_f1,
+        )
+        try:
+            report = export_personalized(
+                model, card, target, self.data.test, quantize=quantize
+            )
+        except ExportError as error:
+            return {STATUS: f"not written: {error}"}
+        return {
+            STATUS: WRITTEN,
+            "path": str(target),
+            "test-accuracy": final.accuracy,
+            "test-macro-f1": final.macro_f1,
+            **report.to_record(),
+        }
+
+    def keep_private(self, run_index: int, model: MultimodalModel) -> None:
         state = model.state_dict()
         private = self.experiment.policy.private_keys(state)
         record = ArrayRecord({k: state[k] for k in private})
-        save_private(context, run_index, record, self.state_dir)
+        save_private(self.context, run_index, record, self.state_dir)
 
     def shared_update(self, model: MultimodalModel) -> ArrayRecord:
         """The shared blocks of ``model``, checked to carry no private key."""

@@ -1,4 +1,5 @@
-"""BLOSSOM ServerApp: discover nodes, run the strategy per run, write results."""
+"""BLOSSOM ServerApp: discover nodes, run the strategy per run, ask the nodes to
+export their personalized models, write results."""
 
 from functools import cache, partial
 from logging import INFO
@@ -8,9 +9,11 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
 from .config import ExperimentConfig
+from .export_round import export_models
+from .fleet import check_fleet, discover_nodes
 from .model import build_model, parameter_keys
 from .reporting.output import ExperimentOutput
-from .strategy import BlockwiseStrategy, check_fleet, discover_nodes
+from .strategy import BlockwiseStrategy
 
 app = ServerApp()
 
@@ -48,5 +51,16 @@ def main(grid: Grid, context: Context) -> None:
             train_config=round_config,
             evaluate_config=round_config,
         )
-        output.write_run(run_index, result, strategy)
+        if config.export_onnx:
+            export_models(
+                grid,
+                strategy,
+                result.arrays,
+                output.run_dir(run_index) / "models",
+                run_index=run_index,
+                server_round=config.num_server_rounds,
+                int8=config.export_int8,
+                timeout=config.round_timeout,
+            )
+        output.write_run(run_index, result, strategy.record)
     output.finish()

@@ -35,12 +35,14 @@ class Cell:
 
     ``run_config``: the values passed to ``flwr run --run-config``;
     ``resolved``: those over the app's defaults (what the ServerApp will see);
-    ``config``: the validated experiment (it gives the number of nodes).
+    ``config``: the validated experiment (it gives the number of nodes);
+    ``defaults``: the app's run config defaults.
     """
 
     run_config: dict[str, Scalar]
     resolved: dict[str, Scalar]
     config: ExperimentConfig
+    defaults: dict[str, Scalar]
 
     @property
     def name(self) -> str:
@@ -53,13 +55,18 @@ class Cell:
 
     def finished(self, root: Path) -> Path | None:
         """The latest complete experiment of this cell that ran with the same
-        resolved run config (apart from where its results went), if any."""
+        resolved run config (apart from where its results went), if any. A key
+        an older experiment's config lacks counts as the app's default, so
+        adding a key to the app does not void old results."""
         complete, _ = find_experiments([self.directory(root)])
         wanted = {k: v for k, v in self.resolved.items() if k not in NOT_COMPARED}
         matching = [
             path
             for path in complete
-            if all(read_config(path).get(k) == v for k, v in wanted.items())
+            if all(
+                {**self.defaults, **read_config(path)}.get(k) == v
+                for k, v in wanted.items()
+            )
         ]
         return matching[-1] if matching else None
 
@@ -92,6 +99,7 @@ class SweepGrid:
             self.datasets, self.partitioners, self.mixes, self.policies
         ):
             run_config = {
+                "export-onnx": False,  # a sweep compares; export only if asked
                 **overrides,
                 "dataset": dataset,
                 "partitioner": partitioner,
@@ -101,7 +109,7 @@ class SweepGrid:
             }
             resolved = {**defaults, **run_config}
             config = ExperimentConfig.from_run_config(resolved)
-            cells.append(Cell(run_config, resolved, config))
+            cells.append(Cell(run_config, resolved, config, defaults))
         return cells
 
 

@@ -1,4 +1,4 @@
-"""Local training and evaluation loops, device choice, metrics."""
+"""Local training and evaluation loops."""
 
 import math
 from dataclasses import dataclass
@@ -9,29 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .data import Split
-from .errors import ConfigError
-
-
-def pick_device(override: str = "") -> torch.device:
-    """``override`` (``cpu``, ``cuda``, ``cuda:1``) if given, else CUDA if present."""
-    if not override:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(override)
-    except RuntimeError:
-        raise ConfigError("device", override, "cpu, cuda, cuda:<index>") from None
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if (device.index or 0) >= count:
-            raise ConfigError(
-                "device",
-                override,
-                f"cpu, or one of the {count} CUDA device(s) of this node",
-                "Fix the SuperNode's --node-config.",
-            )
-    elif device.type != "cpu":
-        raise ConfigError("device", override, "cpu, cuda, cuda:<index>")
-    return device
+from .metrics import accuracy, macro_f1
 
 
 def local_seed(run_seed: int, partition_id: int, server_round: int) -> int:
@@ -121,16 +99,6 @@ class Evaluation:
     num_examples: int
 
 
-def macro_f1(confusion: np.ndarray) -> float:
-    """Macro-F1 over the classes present in the labels or the predictions."""
-    true_pos = np.diag(confusion).astype(np.float64)
-    support = confusion.sum(axis=1)
-    predicted = confusion.sum(axis=0)
-    present = (support + predicted) > 0
-    f1 = 2 * true_pos[present] / (support[present] + predicted[present])
-    return float(f1.mean()) if present.any() else 0.0
-
-
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -154,7 +122,7 @@ def evaluate(
     count = int(confusion.sum())
     return Evaluation(
         loss=total_loss / max(count, 1),
-        accuracy=float(np.trace(confusion)) / max(count, 1),
+        accuracy=accuracy(confusion),
         macro_f1=macro_f1(confusion),
         confusion=confusion,
         num_examples=count,

@@ -9,8 +9,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from blossom_app.benchmarks import get_task
 from blossom_app.blocks import make_policy
 from blossom_app.client_app import app as client_app
+from blossom_app.fleet import NodeProfile
 from blossom_app.model import build_model, parameter_keys
-from blossom_app.strategy import BlockwiseStrategy, NodeProfile
+from blossom_app.strategy import BlockwiseStrategy
 
 WATCH = get_task("watch")
 DEFAULTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[
@@ -78,3 +79,14 @@ def train_round(
 
 def reply(to: Message, content: RecordDict) -> Message:
     return Message(content, reply_to=to)
+
+
+class LocalGrid:
+    """The ``send_and_receive`` of a Grid, answered in-process by the real
+    ClientApp on ``nodes`` (node id -> Context)."""
+
+    def __init__(self, nodes: dict[int, Context]) -> None:
+        self.nodes = nodes
+
+    def send_and_receive(self, messages, timeout=None) -> list[Message]:
+        return [client_app(m, self.nodes[m.metadata.dst_node_id]) for m in messages]

@@ -42,7 +42,7 @@ def test_private_blocks_persist_across_rounds_and_differ_between_clients():
             if m.metadata.dst_node_id == node_id
         )
         model = LocalClient.from_context(ctx).personalized_model(
-            ctx, 0, msg.content["arrays"]
+            0, msg.content["arrays"]
         )
         for key, value in after_round_1[node_id].items():
             np.testing.assert_array_equal(model.state_dict()[key].numpy(), value)
@@ -71,7 +71,10 @@ def test_personalized_evaluation_uses_the_private_blocks():
             1, context.node_id, context.node_config, RecordDict(), RUN_CONFIG
         )
         without = client_app(msg, fresh).content["metrics"]
-        results[msg.metadata.dst_node_id] = (with_private["loss"], without["loss"])
+        results[msg.metadata.dst_node_id] = (
+            with_private["test-loss"],
+            without["test-loss"],
+        )
     assert all(a != b for a, b in results.values())
 
 
@@ -106,8 +109,8 @@ def test_state_dir_keeps_personalization_across_a_supernode_restart(tmp_path):
     for msg in messages:
         node_id = msg.metadata.dst_node_id
         assert (
-            client_app(msg, restarted[node_id]).content["metrics"]["loss"]
-            == client_app(msg, nodes[node_id]).content["metrics"]["loss"]
+            client_app(msg, restarted[node_id]).content["metrics"]["test-loss"]
+            == client_app(msg, nodes[node_id]).content["metrics"]["test-loss"]
         )
     [saved_file] = (tmp_path / f"node-{GYRO}" / "partition-1-gyro").glob("*.npz")
     with np.load(saved_file) as on_disk:

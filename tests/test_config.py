@@ -4,6 +4,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import torch
 
 from blossom_app.benchmarks import get_task
 from blossom_app.config import ExperimentConfig, NodeConfig, parse_mix
@@ -106,3 +107,51 @@ def test_a_node_with_its_own_data_needs_no_partition():
         {"data-path": "/data/mine.parquet", "modalities": "acc"}, WATCH
     )
     assert (node.partition_id, node.num_partitions) == (0, 1)
+
+
+NODE = {"partition-id": 0, "num-partitions": 2}
+
+
+@pytest.mark.parametrize("bad", ["gpu", "cuda:99", "mps"])
+def test_a_bad_device_names_the_key_and_choices(bad):
+    with pytest.raises(ConfigError) as error:
+        NodeConfig.from_node_config({**NODE, "device": bad}, WATCH)
+    assert "'device'" in str(error.value) and bad in str(error.value)
+
+
+def test_device_defaults_to_cuda_when_available():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert NodeConfig.from_node_config(NODE, WATCH).device.type == expected
+    cpu = NodeConfig.from_node_config({**NODE, "device": "cpu"}, WATCH)
+    assert cpu.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("num-threads", -1, "0 (torch's default) or more"),
+        ("num-threads", "4", "int"),
+        ("partition-id", 2, "0 to 1"),
+        ("num-partitions", 0, "positive"),
+        ("state-dir", 3, "str"),
+    ],
+)
+def test_bad_node_config_names_key_value_and_allowed(key, value, allowed):
+    with pytest.raises(ConfigError) as error:
+        NodeConfig.from_node_config({**NODE, key: value}, WATCH)
+    message = str(error.value)
+    assert f"'{key}'" in message and repr(value) in message and allowed in message
+
+
+def test_natural_partitioner_needs_a_group_column(monkeypatch):
+    from dataclasses import replace
+
+    from blossom_app import benchmarks
+
+    monkeypatch.setitem(
+        benchmarks.TASKS,
+        "ungrouped",
+        replace(WATCH, name="ungrouped", group_column=None),
+    )
+    with pytest.raises(ConfigError, match="no group column"):
+        config(dataset="ungrouped", partitioner="natural")

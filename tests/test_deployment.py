@@ -97,4 +97,17 @@ def test_deployed_nodes_train_with_their_node_config_modalities(loopback_federat
     # private-head-fusion (the default): each device sends its own encoder only
     assert up == {("0", "encoder:acc"), ("1", "encoder:gyro")}
     # each SuperNode also kept its private blocks on disk (state-dir)
-    assert list((Path(env["LOGS"]).parent / "state-acc").glob("partition-0-acc/*.npz"))
+    state = Path(env["LOGS"]).parent
+    assert list((state / "state-acc").glob("partition-0-acc/*.npz"))
+    # ... and, with no export-dir, exported its model under <state-dir>/models:
+    # on the device, never to the server's results
+    models = {
+        row["partition_id"]: row for row in read_rows(result / "run_0/models.csv")
+    }
+    for partition, modality in (("0", "acc"), ("1", "gyro")):
+        folder = (
+            state / f"state-{modality}" / "models" / f"partition-{partition}-{modality}"
+        )
+        assert models[partition]["path"] == str(folder)
+        assert (folder / "model.onnx").is_file() and (folder / "model.json").is_file()
+    assert not (result / "run_0" / "models").exists()

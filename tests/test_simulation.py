@@ -3,6 +3,7 @@ own ports, managed SuperLink stopped afterwards; status checked with `flwr ls`).
 
 from pathlib import Path
 
+import onnxruntime
 import pytest
 
 from blossom_app.blocks import POLICIES
@@ -49,6 +50,28 @@ def test_no_private_block_ever_leaves_a_client(policy, flwr_env):
     shared = {"fusion", "head"} - POLICIES[policy]
     assert shared <= {row["block"] for row in sent_up}
     assert not (run / "rejections.csv").exists()
+
+    # after the last round every node exported its personalized model on the
+    # node (here: the shared disk), replied with metadata only, and the files
+    # are self-contained and agree with torch
+    exported = [
+        r for r in read_rows(run / "communication.csv") if r["phase"] == "export"
+    ]
+    assert exported and {r["direction"] for r in exported} == {"down"}
+    models = read_rows(run / "models.csv")
+    assert {r["partition_id"] for r in models} == {"0", "1", "2"}
+    for row in models:
+        folder = Path(row["path"])
+        assert row["status"] == "written" and folder.parent == run / "models"
+        assert folder.name == f"partition-{row['partition_id']}-{row['modalities']}"
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "model.json", "model.onnx", "model.pt"
+        ]  # fmt: skip
+        assert float(row["parity_max_abs_error"]) <= 1e-4
+        session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+        names = [i.name for i in session.get_inputs()]
+        assert names == row["modalities"].split("+")
+    assert "3 of 3 personalized models exported" in outcome.output
 
     # the run wrote its CSVs and ended with the per-modality-set table
     assert len(clients) == 3 * 2

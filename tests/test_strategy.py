@@ -20,7 +20,7 @@ def shifted(
     """A well-formed train reply: every array sent, plus ``delta``."""
     arrays = {k: Array(v.numpy() + delta) for k, v in msg.content["arrays"].items()}
     arrays.update({k: Array(v) for k, v in (extra or {}).items()})
-    metrics = MetricRecord({"num-examples": weight, "train-loss": 1.0})
+    metrics = MetricRecord({"train-examples": weight, "train-loss": 1.0})
     return RecordDict({"arrays": ArrayRecord(arrays), "metrics": metrics})
 
 
@@ -65,7 +65,8 @@ def test_every_parameter_is_averaged_over_exactly_the_nodes_that_returned_it():
     np.testing.assert_allclose(
         after["head.0.bias"], before["head.0.bias"] + 170 / 60, rtol=1e-5
     )
-    assert metrics["num-examples"] == 60
+    assert metrics["train-examples"] == 60
+    assert metrics["train-clients"] == 3
     assert list(after) == list(before)
 
 
@@ -108,7 +109,7 @@ def _bad_value(msg):
 
 def _bad_weight(msg):
     content = shifted(msg, 1.0)
-    content["metrics"] = MetricRecord({"num-examples": 0, "train-loss": 1.0})
+    content["metrics"] = MetricRecord({"train-examples": 0, "train-loss": 1.0})
     return content
 
 
@@ -120,7 +121,7 @@ def _bad_weight(msg):
         (_bad_foreign_encoder, "not sent"),
         (_bad_shape, "shape"),
         (_bad_value, "non-finite"),
-        (_bad_weight, "num-examples"),
+        (_bad_weight, "train-examples"),
     ],
 )
 def test_bad_reply_is_rejected_logged_and_changes_nothing(make_reply, reason):
@@ -137,7 +138,7 @@ def test_bad_reply_is_rejected_logged_and_changes_nothing(make_reply, reason):
     expected, _ = reference.aggregate_train(1, [good])
     for key in arrays:
         np.testing.assert_array_equal(merged[key].numpy(), expected[key].numpy())
-    reasons = {row["node_id"]: row["reason"] for row in server.rejections}
+    reasons = {row["node_id"]: row["reason"] for row in server.record.rejections}
     assert reason in reasons[ACC]
     assert reasons[GYRO] == "no reply in time"
     assert set(reasons) == {ACC, GYRO}
@@ -160,13 +161,13 @@ def test_error_reply_is_logged_as_rejection():
     failed = reply(messages[GYRO], Error(code=0, reason="out of memory"))
     merged, _ = server.aggregate_train(1, [failed])
     assert merged is None
-    assert "out of memory" in server.rejections[0]["reason"]
+    assert "out of memory" in server.record.rejections[0]["reason"]
 
 
 def test_bytes_sent_are_recorded_per_node_and_block():
     server = strategy("private-head")
     messages = configure(server, global_arrays())
-    down = [row for row in server.communication if row["direction"] == "down"]
+    down = [row for row in server.record.communication if row["direction"] == "down"]
     for node_id, msg in messages.items():
         sent = sum(len(a.data) for a in msg.content["arrays"].values())
         assert sum(r["bytes"] for r in down if r["node_id"] == node_id) == sent
@@ -185,17 +186,31 @@ def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
     ]
     assert evaluated == [3, 6, 7]
     assert server.aggregate_evaluate(1, []) is None
-    assert "evaluate" not in server.timing[1]
+    assert "evaluate" not in server.record.timing[1]
+    assert not server.record.rejections
 
 
-@pytest.mark.parametrize("drop", ["loss", "confusion"])
+def test_an_evaluated_round_nobody_answered_is_recorded_not_silent():
+    server = strategy("full-model")
+    config = ConfigRecord({"run-index": 0})
+    sent = list(server.configure_evaluate(2, global_arrays(), config, None))
+    assert server.aggregate_evaluate(2, []) is None
+    rejected = {row["node_id"]: row for row in server.record.rejections}
+    assert set(rejected) == {msg.metadata.dst_node_id for msg in sent} == set(NODES)
+    assert {row["phase"] for row in rejected.values()} == {"evaluate"}
+    assert {row["reason"] for row in rejected.values()} == {"no reply in time"}
+    assert server.record.timing[2]["evaluate"] >= 0
+    assert not server.record.evaluate
+
+
+@pytest.mark.parametrize("drop", ["test-loss", "confusion"])
 def test_evaluate_reply_missing_a_metric_is_rejected_not_fatal(drop):
     server = strategy("full-model")
     config = ConfigRecord({"run-index": 0})
     messages = list(server.configure_evaluate(2, global_arrays(), config, None))
     good = {
-        "num-examples": 4,
-        "loss": 1.0,
+        "test-examples": 4,
+        "test-loss": 1.0,
         "accuracy": 0.5,
         "macro-f1": 0.5,
         "confusion": [1] * 49,
@@ -206,8 +221,8 @@ def test_evaluate_reply_missing_a_metric_is_rejected_not_fatal(drop):
         for msg, m in zip(messages, (good, good, bad), strict=True)
     ]
     metrics = server.aggregate_evaluate(2, replies)
-    assert metrics["num-clients"] == 2
-    assert drop in server.rejections[0]["reason"]
+    assert metrics["test-clients"] == 2
+    assert drop in server.record.rejections[0]["reason"]
 
 
 def test_a_fleet_that_does_not_match_the_mix_is_refused_with_the_fix():
@@ -215,7 +230,7 @@ def test_a_fleet_that_does_not_match_the_mix_is_refused_with_the_fix():
 
     from blossom_app.config import parse_mix
     from blossom_app.errors import ConfigError
-    from blossom_app.strategy import check_fleet
+    from blossom_app.fleet import check_fleet
 
     check_fleet(profiles(), parse_mix("1-1-1", WATCH))
     with pytest.raises(ConfigError) as error:

@@ -48,6 +48,19 @@ def test_a_cell_is_finished_only_by_a_complete_experiment_of_its_config(tmp_path
     assert cell.finished(tmp_path) is None
 
 
+def test_a_key_added_since_an_experiment_ran_counts_as_its_default(tmp_path):
+    [cell] = tiny_grid(("full-model",)).cells(APP, tmp_path, TINY)
+    older = {k: v for k, v in cell.resolved.items() if k != "export-int8"}
+    path = make_experiment(tmp_path, "1-1-1", "full-model", [0.5], config=older)
+    complete_experiment(path)
+    assert cell.finished(tmp_path) == path
+    [int8] = tiny_grid(("full-model",)).cells(
+        APP, tmp_path, {**TINY, "export-onnx": True, "export-int8": True}
+    )
+    assert int8.finished(tmp_path) is None
+    assert cell.run_config["export-onnx"] is False  # sweeps export only if asked
+
+
 def test_tiny_sweep_completes_resumes_and_compares(
     flwr_env, tmp_path, monkeypatch, capsys
 ):
@@ -87,6 +100,11 @@ def test_tiny_sweep_completes_resumes_and_compares(
 
     complete, incomplete = find_experiments([root])
     assert len(complete) == 2 and not incomplete
+    # export-onnx=false (a sweep's default): nothing is exported, nothing sent
+    for experiment in complete:
+        assert not list(experiment.rglob("models*"))
+        traffic = read_rows(experiment / "run_0" / "communication.csv")
+        assert {row["phase"] for row in traffic} == {"train", "evaluate"}
     comparison = root / "watch" / "iid" / "comparison"
     table = read_rows(comparison / "comparison.csv")
     assert [(r["mix"], r["policy"], r["rounds"]) for r in table] == [

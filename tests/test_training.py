@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
-from blossom_app.errors import ConfigError
-from blossom_app.training import cosine_lr, local_seed, macro_f1, pick_device
+from blossom_app.metrics import macro_f1
+from blossom_app.training import cosine_lr, local_seed
 
 
 def test_macro_f1_by_hand():
@@ -35,16 +34,3 @@ def test_local_seeds_differ_per_client_round_and_run():
     seeds = {local_seed(run, client, rnd) for run in (42, 43) for client in range(10)
              for rnd in range(1, 4)}  # fmt: skip
     assert len(seeds) == 2 * 10 * 3
-
-
-@pytest.mark.parametrize("bad", ["gpu", "cuda:99", "mps"])
-def test_a_bad_device_names_the_key_and_choices(bad):
-    with pytest.raises(ConfigError) as error:
-        pick_device(bad)
-    assert "'device'" in str(error.value) and bad in str(error.value)
-
-
-def test_device_defaults_to_cuda_when_available():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert pick_device("").type == expected
-    assert pick_device("cpu").type == "cpu"

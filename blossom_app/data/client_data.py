@@ -7,7 +7,7 @@ import numpy as np
 from flwr_datasets.partitioner import Partitioner
 
 from ..benchmarks.task import Task
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .columns import numpy_columns
 from .loading import load_task_dataset, require_columns
 from .partitioning import assign_dataset, make_partitioner
@@ -53,22 +53,9 @@ def load_client_data(
 
     The dataset is split train/test as a whole (split_dataset), then
     partitioned among ``num_partitions`` clients; only the columns of
-    ``modalities`` are read. The partitioned dataset is cached per process.
+    ``modalities`` are read. The arguments come validated from ``NodeConfig``
+    and ``ExperimentConfig``. The partitioned dataset is cached per process.
     """
-    if not 0 <= partition_id < num_partitions:
-        raise ConfigError(
-            "partition-id",
-            partition_id,
-            f"0 to {num_partitions - 1}",
-            f"There are {num_partitions} partitions, one per client.",
-        )
-    unknown = [name for name in modalities if name not in task.modality_names]
-    if unknown or not modalities:
-        raise ConfigError(
-            "modalities",
-            modalities,
-            f"one or more of {', '.join(task.modality_names)}",
-        )
     key = (
         task.name,
         source or task.source,

@@ -27,14 +27,13 @@ def make_partitioner(
     label_column: str,
     group_column: str | None,
 ) -> Partitioner:
-    """Build the partitioner called ``name`` (one of PARTITIONERS).
+    """Build the partitioner called ``name`` (one of PARTITIONERS, validated by
+    ``ExperimentConfig``; ``natural`` needs a ``group_column``).
 
     ``iid``: equal random shares. ``dirichlet``: label skew, each class shared
     out with Dirichlet(``alpha``) proportions. ``natural``: one partition per
     value of ``group_column`` (e.g. per subject).
     """
-    if num_partitions < 1:
-        raise ConfigError("num-partitions", num_partitions, "an integer >= 1")
     if name == "iid":
         return IidPartitioner(num_partitions=num_partitions)
     if name == "dirichlet":
@@ -46,17 +45,7 @@ def make_partitioner(
             self_balancing=False,
             seed=seed,
         )
-    if name == "natural":
-        if group_column is None:
-            raise ConfigError(
-                "partitioner",
-                name,
-                "iid, dirichlet",
-                "This dataset has no group column (such as a subject id) to "
-                "partition by naturally.",
-            )
-        return NaturalIdPartitioner(partition_by=group_column)
-    raise ConfigError("partitioner", name, ", ".join(PARTITIONERS))
+    return NaturalIdPartitioner(partition_by=group_column)
 
 
 def assign_dataset(

@@ -8,7 +8,6 @@ training window that shares samples with a test window would leak them.
 import datasets
 import numpy as np
 
-from ..errors import ConfigError
 from .columns import numpy_columns
 
 SPLIT_COLUMN = "is_test"
@@ -27,10 +26,6 @@ def split_dataset(
     Otherwise examples are independent: a permutation seeded with ``seed``
     marks ``round(test_fraction * n)`` of them test.
     """
-    if not 0 < test_fraction < 1:
-        raise ConfigError(
-            "test-fraction", test_fraction, "a number strictly between 0 and 1"
-        )
     if all(column in dataset.column_names for column in WINDOW_COLUMNS):
         return _split_in_time(dataset, test_fraction, window)
     order = np.random.default_rng(seed).permutation(len(dataset))

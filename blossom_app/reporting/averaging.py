@@ -12,8 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..metrics import CLIENT_METRICS, weighted_mean
 from .csv_files import number, read_rows
-from .layout import AGGREGATED, CLIENT_METRICS, CLIENTS, run_dirs
+from .layout import AGGREGATED, CLIENTS, run_dirs
 
 Row = Mapping[str, object]
 
@@ -57,13 +58,11 @@ def weighted_means(client_rows: Iterable[Row], by: Sequence[str]) -> list[dict]:
         row: dict[str, object] = dict(zip(by, key, strict=True))
         row["clients"] = len(members)
         for metric, (weight, _) in CLIENT_METRICS.items():
-            pairs = [
+            row[metric] = weighted_mean(
                 (number(m[metric]), number(m[weight]))
                 for m in members
                 if m.get(metric, "") != ""
-            ]
-            total = sum(w for _, w in pairs)
-            row[metric] = sum(v * w for v, w in pairs) / total if total else math.nan
+            )
         table.append(row)
     return table
 

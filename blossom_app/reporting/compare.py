@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..metrics import CLIENT_METRICS
 from .csv_files import number, read_rows, write_rows
 from .layout import (
     AGGREGATED,
-    CLIENT_METRICS,
     COMMUNICATION,
     COMPARISON,
     MODALITIES,
@@ -91,12 +91,20 @@ def relative_gain(value: float, baseline: float) -> float:
     return (value - baseline) / baseline * 100.0
 
 
+#: Phases counted in "MB per round"; the export after the last round is not.
+ROUND_PHASES = ("train", "evaluate")
+
+
 def megabytes_per_round(experiment: Path) -> float:
-    """Bytes sent (down and up, all nodes and phases) per round, in MB (1e6 B),
-    averaged over rounds and runs."""
+    """Bytes sent (down and up, all nodes, train and evaluate phases) per round,
+    in MB (1e6 B), averaged over rounds and runs."""
     per_run = []
     for run in run_dirs(experiment):
-        rows = read_rows(run / COMMUNICATION)
+        rows = [
+            row
+            for row in read_rows(run / COMMUNICATION)
+            if row["phase"] in ROUND_PHASES
+        ]
         rounds = {row["round"] for row in rows}
         if rounds:
             per_run.append(sum(int(row["bytes"]) for row in rows) / len(rounds) / 1e6)

@@ -4,7 +4,8 @@
 <root>/<dataset>/<partitioner>/<mix>/<aggregation>/<timestamp>/
     config.toml  run.log  aggregated_metrics.csv  modality_metrics.csv  *.png
     run_<k>/  aggregated_metrics.csv  client_metrics.csv  communication.csv
-              timing.csv  [rejections.csv]  *.png
+              timing.csv  [rejections.csv]  [models.csv]  *.png
+              [models/partition-<id>-<set>/  model.onnx  model.json  model.pt]
 <root>/<dataset>/<partitioner>/comparison/   (written by ``blossom compare``)
 ```
 
@@ -26,19 +27,11 @@ CLIENTS = "client_metrics.csv"
 COMMUNICATION = "communication.csv"
 TIMING = "timing.csv"
 REJECTIONS = "rejections.csv"
+MODELS = "models.csv"
 COMPARISON = "comparison"
 
 #: Written last by ``ExperimentOutput.finish``: the experiment is complete.
 COMPLETED_MARKER = AGGREGATED
-
-#: Client metric column -> (the column holding its weight, i.e. the example count
-#: it is averaged with, and its axis label).
-CLIENT_METRICS = {
-    "accuracy": ("test_examples", "Accuracy"),
-    "macro_f1": ("test_examples", "Macro-F1"),
-    "test_loss": ("test_examples", "Test loss"),
-    "train_loss": ("train_examples", "Train loss"),
-}
 
 #: Directory levels between the results root and an experiment's timestamp.
 LEVELS = ("dataset", "partitioner", "mix", "aggregation")

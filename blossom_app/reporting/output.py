@@ -17,8 +17,10 @@ from flwr.app import MetricRecord
 from flwr.serverapp.strategy import Result
 from flwr.supercore import log
 
+from .. import metrics
 from ..config import ExperimentConfig, toml_value
-from ..strategy import BlockwiseStrategy
+from ..metrics import column
+from ..run_record import RunRecord
 from .averaging import average_experiment
 from .csv_files import read_rows, write_rows
 from .layout import (
@@ -29,6 +31,7 @@ from .layout import (
     CONFIG,
     LOG,
     MODALITIES,
+    MODELS,
     REJECTIONS,
     TIMING,
     cell_dir,
@@ -37,43 +40,30 @@ from .layout import (
     run_dirs,
 )
 from .plots import plot_experiment, plot_run
-from .summary import final_table
+from .summary import final_table, models_lines
 
-#: MetricRecord key -> CSV column, for the aggregated train and evaluate records.
-TRAIN_COLUMNS = {
-    "num-updates": "train_clients",
-    "num-examples": "train_examples",
-    "train-loss": "train_loss",
-}
-EVALUATE_COLUMNS = {
-    "num-clients": "test_clients",
-    "num-examples": "test_examples",
-    "loss": "test_loss",
-    "accuracy": "weighted_accuracy",
-    "macro-f1": "weighted_macro_f1",
-    "pooled-accuracy": "pooled_accuracy",
-    "pooled-macro-f1": "pooled_macro_f1",
-}
-
-#: Columns of client_metrics.csv; the strategy's evaluation rows call the test
-#: example count ``num_examples`` and the test loss ``loss``.
+#: Columns of client_metrics.csv, in order.
 CLIENT_COLUMNS = (
     "round",
     "partition_id",
     "node_id",
     "modalities",
-    "train_examples",
-    "train_loss",
-    "train_seconds",
-    "test_examples",
-    "test_loss",
-    "accuracy",
-    "macro_f1",
+    *(
+        column(key)
+        for key in (
+            metrics.TRAIN_EXAMPLES,
+            metrics.TRAIN_LOSS,
+            metrics.TRAIN_SECONDS,
+            metrics.TEST_EXAMPLES,
+            metrics.TEST_LOSS,
+            metrics.ACCURACY,
+            metrics.MACRO_F1,
+        )
+    ),
 )
-EVALUATE_RENAMES = {"num_examples": "test_examples", "loss": "test_loss"}
 
 #: Phases timed by the strategy, in round order.
-TIMING_PHASES = ("train", "aggregate", "evaluate")
+TIMING_PHASES = ("train", "aggregate", "evaluate", "export")
 
 
 def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
@@ -85,10 +75,8 @@ def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
     return path
 
 
-def _columns(metrics: MetricRecord | None, names: Mapping[str, str]) -> dict:
-    if metrics is None:
-        return {}
-    return {names.get(k, k.replace("-", "_")): v for k, v in metrics.items()}
+def _columns(record: MetricRecord | None) -> dict[str, object]:
+    return {} if record is None else {column(k): v for k, v in record.items()}
 
 
 def aggregated_rows(result: Result) -> list[dict[str, object]]:
@@ -99,8 +87,8 @@ def aggregated_rows(result: Result) -> list[dict[str, object]]:
     return [
         {
             "round": rnd,
-            **_columns(result.train_metrics_clientapp.get(rnd), TRAIN_COLUMNS),
-            **_columns(result.evaluate_metrics_clientapp.get(rnd), EVALUATE_COLUMNS),
+            **_columns(result.train_metrics_clientapp.get(rnd)),
+            **_columns(result.evaluate_metrics_clientapp.get(rnd)),
         }
         for rnd in rounds
     ]
@@ -118,10 +106,8 @@ def client_rows(
         key = (row["round"], row["partition_id"], row["node_id"])
         return merged.setdefault(key, dict.fromkeys(CLIENT_COLUMNS, ""))
 
-    for row in train_rows:
+    for row in (*train_rows, *evaluate_rows):
         entry(row).update(row)
-    for row in evaluate_rows:
-        entry(row).update({EVALUATE_RENAMES.get(k, k): v for k, v in row.items()})
     return [merged[key] for key in sorted(merged)]
 
 
@@ -129,7 +115,8 @@ def timing_rows(timing: Mapping[int, Mapping[str, float]]) -> list[dict]:
     """One row per round: seconds per phase. ``train_seconds`` runs from sending
     the train messages to the start of aggregation (the clients' round trip),
     ``aggregate_seconds`` is the server's averaging, ``evaluate_seconds`` the
-    evaluation round trip."""
+    evaluation round trip, ``export_seconds`` the export round trip (last round,
+    when models are exported)."""
     return [
         {
             "round": rnd,
@@ -189,25 +176,23 @@ class ExperimentOutput:
         path.mkdir(exist_ok=True)
         return path
 
-    def write_run(
-        self, run_index: int, result: Result, strategy: BlockwiseStrategy
-    ) -> Path:
+    def write_run(self, run_index: int, result: Result, record: RunRecord) -> Path:
         """Write one run's CSVs; return its directory."""
         path = self.run_dir(run_index)
         write_rows(path / AGGREGATED, aggregated_rows(result))
-        write_rows(
-            path / CLIENTS, client_rows(strategy.train_rows, strategy.client_rows)
-        )
-        write_rows(path / COMMUNICATION, strategy.communication)
-        write_rows(path / TIMING, timing_rows(strategy.timing))
-        if strategy.rejections:
-            write_rows(path / REJECTIONS, strategy.rejections)
+        write_rows(path / CLIENTS, client_rows(record.train, record.evaluate))
+        write_rows(path / COMMUNICATION, record.communication)
+        write_rows(path / TIMING, timing_rows(record.timing))
+        if record.rejections:
+            write_rows(path / REJECTIONS, record.rejections)
+        if record.models:
+            write_rows(path / MODELS, record.models)
         return path
 
     def finish(self) -> None:
         """Average over runs and plot, log the final table, detach ``run.log``."""
         complete_experiment(self.path)
-        for line in final_table(self.path).splitlines():
+        for line in [*final_table(self.path).splitlines(), *models_lines(self.path)]:
             log(INFO, "%s", line)
         log(INFO, "BLOSSOM results written to %s", self.path)
         logging.getLogger("flwr").removeHandler(self._log_handler)

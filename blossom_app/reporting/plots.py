@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from ..metrics import CLIENT_METRICS
 from .csv_files import number
-from .layout import CLIENT_METRICS
 
 Row = Mapping[str, object]
 

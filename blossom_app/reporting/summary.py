@@ -1,10 +1,11 @@
 """The short table an experiment ends with, read back from its averaged CSVs:
-the personalized models' final-round accuracy and macro-F1 per modality set."""
+the personalized models' final-round accuracy and macro-F1 per modality set,
+and where each run's exported models are."""
 
 from pathlib import Path
 
 from .csv_files import read_rows
-from .layout import AGGREGATED, MODALITIES, describe
+from .layout import AGGREGATED, MODALITIES, MODELS, describe, run_dirs
 
 
 def _cell(row: dict[str, str], column: str) -> str:
@@ -43,3 +44,25 @@ def final_table(experiment: Path) -> str:
             f"{_cell(final, f'{kind}_macro_f1'):<15}"
         )
     return "\n".join(lines)
+
+
+def models_lines(experiment: Path) -> list[str]:
+    """Per run with a ``models.csv``: how many nodes wrote their model, where."""
+    lines = []
+    for run in run_dirs(experiment):
+        if not (run / MODELS).is_file():
+            continue
+        rows = read_rows(run / MODELS)
+        written = [row for row in rows if row["status"] == "written"]
+        places = sorted({str(Path(row["path"]).parent) for row in written})
+        lines.append(
+            f"{run.name}: {len(written)} of {len(rows)} personalized models exported "
+            f"(ONNX + model card), in {', '.join(places) or 'no directory'}"
+        )
+        lines += [
+            f"  node {row['node_id']} (partition {row['partition_id']}): "
+            f"{row['status']}"
+            for row in rows
+            if row not in written
+        ]
+    return lines

@@ -1,0 +1,137 @@
+"""The fleet: what each node says about itself, finding the nodes, checking them.
+
+A node answers the ``query.profile`` message with a ``NodeProfile``; this module
+writes that record (``NodeProfile.to_record``, on the node) and reads it
+(``NodeProfile.from_reply``, on the server), so the two cannot disagree.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from logging import INFO
+
+from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore import log
+
+from .blocks import format_modalities
+from .config import ModalityMix
+from .errors import ConfigError
+from .protocol import PROFILE, PROFILE_RECORD
+
+
+@dataclass(frozen=True)
+class NodeProfile:
+    """What a node reported in its ``profile`` reply."""
+
+    node_id: int
+    modalities: tuple[str, ...]
+    partition_id: int
+    train_examples: int
+    test_examples: int
+    device: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        return format_modalities(self.modalities)
+
+    def to_record(self) -> RecordDict:
+        """The reply content (the node id travels in the message metadata)."""
+        values = asdict(self)
+        del values["node_id"]
+        values["modalities"] = self.label
+        record = {key.replace("_", "-"): value for key, value in values.items()}
+        return RecordDict({PROFILE_RECORD: ConfigRecord(record)})
+
+    @classmethod
+    def from_reply(cls, reply: Message) -> "NodeProfile":
+        record = reply.content.config_records[PROFILE_RECORD]
+        values = {
+            field.name: field.type(record[field.name.replace("_", "-")])
+            for field in fields(cls)
+            if field.name not in ("node_id", "modalities")
+        }
+        return cls(
+            node_id=reply.metadata.src_node_id,
+            modalities=tuple(str(record["modalities"]).split("+")),
+            **values,
+        )
+
+
+def describe(profiles: Iterable[NodeProfile]) -> list[str]:
+    """One line per node, by partition: for logs and the strategy's summary."""
+    return [
+        f"node {p.node_id}: partition {p.partition_id}, {p.label}, "
+        f"{p.train_examples} train / {p.test_examples} test, {p.device}, v{p.version}"
+        for p in sorted(profiles, key=lambda p: p.partition_id)
+    ]
+
+
+class DiscoveryError(RuntimeError):
+    """Nodes could not be profiled; the message says which and why."""
+
+
+def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfile]:
+    queries = [
+        Message(RecordDict(), dst_node_id=node_id, message_type=PROFILE)
+        for node_id in node_ids
+    ]
+    replies = list(grid.send_and_receive(queries, timeout=timeout))
+    failures = [
+        f"node {reply.metadata.src_node_id}: {reply.error.reason}"
+        for reply in replies
+        if reply.has_error()
+    ]
+    if failures:
+        raise DiscoveryError("Profiling failed on " + "; ".join(failures))
+    missing = sorted(set(node_ids) - {r.metadata.src_node_id for r in replies})
+    if missing:
+        raise DiscoveryError(f"No profile reply from nodes {missing} in {timeout} s")
+    return [NodeProfile.from_reply(reply) for reply in replies]
+
+
+def discover_nodes(
+    grid: Grid, min_nodes: int, timeout: float
+) -> dict[int, NodeProfile]:
+    """Profile nodes as they connect until ``min_nodes`` are known.
+
+    Each node is asked once, as soon as it is connected, so a misconfigured
+    node (a node-config modality the dataset lacks, a mix that does not match
+    the federation) stops the run at once with its own error message.
+    """
+    deadline = time.monotonic() + timeout
+    profiles: dict[int, NodeProfile] = {}
+    while True:
+        new = sorted(set(grid.get_node_ids()) - set(profiles))
+        if new:
+            profiles.update((p.node_id, p) for p in _profile(grid, new, timeout))
+        if len(profiles) >= min_nodes:
+            return profiles
+        if time.monotonic() > deadline:
+            raise DiscoveryError(
+                f"Only {len(profiles)} of {min_nodes} nodes connected within "
+                f"{timeout:.0f} s. Start more SuperNodes or change modality-mix."
+            )
+        log(INFO, "Waiting for nodes: %d of %d connected", len(profiles), min_nodes)
+        time.sleep(1.0)
+
+
+def check_fleet(profiles: dict[int, NodeProfile], mix: ModalityMix) -> None:
+    """Fail unless the nodes hold the modality sets ``mix`` counts.
+
+    In simulation the mix assigns the sets, so they always match; deployed
+    nodes declare theirs in node config, and results filed under a mix the
+    fleet does not have would mislead.
+    """
+    fleet = Counter(profile.modalities for profile in profiles.values())
+    wanted = Counter(dict(mix.groups))
+    if fleet != wanted:
+        have = ",".join(f"{'+'.join(m)}={n}" for m, n in sorted(fleet.items()))
+        raise ConfigError(
+            "modality-mix",
+            mix.text,
+            f"the modality sets the nodes declare: '{have}'",
+            f"Run with --run-config \"modality-mix='{have}'\".",
+        )

@@ -1,0 +1,46 @@
+"""What ``blossom info`` prints: the app's datasets, policies and choices, or
+what a results directory holds and the config it ran with."""
+
+from pathlib import Path
+
+from .benchmarks import TASKS
+from .blocks import CUSTOM, POLICIES, held_blocks
+from .config import toml_value
+from .data import PARTITIONERS
+from .fusion import FUSIONS
+from .reporting.layout import describe, find_experiments, read_config, run_dirs
+
+
+def describe_app() -> str:
+    """Datasets (modalities with shapes, classes, source), policies, choices."""
+    lines = ["Datasets (run config 'dataset'):"]
+    for task in TASKS.values():
+        lines.append(f"  {task.name}: {task.num_classes} classes, source {task.source}")
+        for spec in task.modalities:
+            shape = " x ".join(str(size) for size in spec.shape)
+            lines.append(f"    {spec.name:<12} {shape} (column '{spec.column}')")
+        lines.append(f"    classes: {', '.join(task.class_names)}")
+        blocks = ", ".join(sorted(held_blocks(task.modality_names)))
+        lines.append(f"    blocks: {blocks}")
+    lines.append("Policies (run config 'aggregation'): private blocks")
+    for name, private in POLICIES.items():
+        lines.append(f"  {name:<20} {', '.join(sorted(private)) or 'none'}")
+    lines.append(f"  {CUSTOM:<20} the run config's 'private-blocks'")
+    lines.append(f"Fusions: {', '.join(FUSIONS)}")
+    lines.append(f"Partitioners: {', '.join(PARTITIONERS)}")
+    return "\n".join(lines)
+
+
+def describe_results(path: Path) -> str:
+    """Each experiment under ``path``: its cell, state, runs and resolved config."""
+    complete, incomplete = find_experiments([path])
+    if not complete and not incomplete:
+        return f"No experiment (a directory with config.toml) under {path}"
+    lines = []
+    for experiment in sorted(complete + incomplete):
+        state = "complete" if experiment in complete else "incomplete"
+        runs = len(run_dirs(experiment))
+        lines.append(f"{experiment}\n  {describe(experiment)}: {state}, {runs} run(s)")
+        for key, value in sorted(read_config(experiment).items()):
+            lines.append(f"  {key} = {toml_value(value)}")
+    return "\n".join(lines)

@@ -1,0 +1,21 @@
+"""Names both apps must agree on beyond Flower's own: the query message types
+and the records of their replies (see the message table in the README).
+
+``train`` and ``evaluate`` use Flower's message types; their records are
+``arrays``, ``config`` and ``metrics`` (metric keys in ``metrics.py``).
+"""
+
+from flwr.app import MessageType
+
+#: Ask a node what it holds: modalities, example counts, device, version.
+PROFILE = f"{MessageType.QUERY}.profile"
+PROFILE_RECORD = "profile"
+
+#: After a run's last round: export the personalized model on the node.
+EXPORT = f"{MessageType.QUERY}.export"
+#: The export reply's one ConfigRecord: status, where, file name, sha256,
+#: sizes, parity error, latencies, the model's test accuracy. Never arrays.
+EXPORT_RECORD = "export"
+#: Every export report says what happened: ``written``, or why nothing was.
+STATUS = "status"
+WRITTEN = "written"

@@ -1,0 +1,229 @@
+"""The torch-free edge runner (edge/run_model.py) on real exported models: same
+predictions as onnxruntime from .npy and .csv, clear refusals, and no torch."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from blossom_app.benchmarks import get_task
+from blossom_app.data import Split
+from blossom_app.export import export_personalized
+from blossom_app.model import build_model
+from blossom_app.model_card import ONNX_FILE, build_card
+
+RUNNER = Path(__file__).resolve().parents[1] / "edge" / "run_model.py"
+TASK = get_task("watch")
+WINDOWS = 5
+
+
+def load_runner():
+    spec = importlib.util.spec_from_file_location("run_model", RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = load_runner()
+
+
+def windows(name: str, count: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((count, *TASK.modality(name).shape), dtype=np.float32)
+
+
+def write_csv(path: Path, data: np.ndarray) -> Path:
+    """The runner's CSV layout: a row per time step, a blank line between windows."""
+    blocks = [
+        "\n".join(",".join(repr(float(v)) for v in row) for row in w) for w in data
+    ]
+    path.write_text("\n\n".join(blocks) + "\n")
+    return path
+
+
+def export(directory: Path, modalities: tuple[str, ...]) -> Path:
+    model = build_model(TASK, modalities, "attention", seed=4)
+    card = build_card(
+        TASK,
+        model.modalities,
+        fusion="attention",
+        policy="private-head",
+        run_index=0,
+        server_round=2,
+        test_accuracy=0.5,
+        test_macro_f1=0.5,
+    )
+    split = Split({m: windows(m, 4, 0) for m in modalities}, np.zeros(4, np.int64))
+    export_personalized(model, card, directory, split, latency_runs=1)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def both(tmp_path_factory) -> Path:
+    return export(tmp_path_factory.mktemp("acc-gyro"), ("acc", "gyro"))
+
+
+@pytest.fixture(scope="module")
+def acc_only(tmp_path_factory) -> Path:
+    return export(tmp_path_factory.mktemp("acc"), ("acc",))
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, object]:
+    """5 windows per modality, acc as .npy and gyro as .csv (and as arrays)."""
+    directory = tmp_path_factory.mktemp("inputs")
+    acc, gyro = windows("acc", WINDOWS, 1), windows("gyro", WINDOWS, 2)
+    np.save(directory / "acc.npy", acc)
+    return {
+        "acc": acc,
+        "gyro": gyro,
+        "acc.npy": directory / "acc.npy",
+        "gyro.csv": write_csv(directory / "gyro.csv", gyro),
+    }
+
+
+def expected_lines(model_dir: Path, arrays: dict[str, np.ndarray]) -> list[tuple]:
+    """``(index, class, probability)`` computed with onnxruntime directly."""
+    session = ort.InferenceSession(
+        str(model_dir / ONNX_FILE), providers=["CPUExecutionProvider"]
+    )
+    logits = session.run(["logits"], arrays)[0].astype(np.float64)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return [
+        (i, TASK.class_names[row.argmax()], pytest.approx(row.max(), abs=1e-4))
+        for i, row in enumerate(probabilities)
+    ]
+
+
+def prediction_lines(output: str) -> list[tuple]:
+    """The runner's ``index, class, probability`` lines, parsed."""
+    lines = output.splitlines()
+    start = lines.index("window\tclass\tprobability") + 1
+    rows = [line.split("\t") for line in lines[start:] if "\t" in line]
+    return [(int(index), name, float(prob)) for index, name, prob in rows]
+
+
+@pytest.mark.parametrize("target", ["directory", "onnx file"])
+def test_predictions_equal_onnxruntime_from_npy_and_csv(both, inputs, target, capsys):
+    model = both if target == "directory" else both / ONNX_FILE
+
+    code = runner.main(
+        [
+            str(model),
+            f"--input=acc={inputs['acc.npy']}",
+            f"--input=gyro={inputs['gyro.csv']}",
+            "--runs=3",
+            "--batch-size=2",
+        ]
+    )
+    output = capsys.readouterr().out
+
+    assert code == 0
+    assert prediction_lines(output) == expected_lines(
+        both, {"acc": inputs["acc"], "gyro": inputs["gyro"]}
+    )
+    assert "latency ms (batch 2, 3 runs): p50 " in output
+    assert " p90 " in output and " p99 " in output
+
+
+def test_one_window_npy_gets_a_batch_axis(acc_only, inputs, tmp_path, capsys):
+    np.save(tmp_path / "one.npy", inputs["acc"][0])
+
+    code = runner.main([str(acc_only), f"--input=acc={tmp_path / 'one.npy'}"])
+
+    assert code == 0
+    assert prediction_lines(capsys.readouterr().out) == expected_lines(
+        acc_only, {"acc": inputs["acc"][:1]}
+    )
+
+
+def test_csv_reads_windows_split_by_blank_lines(inputs):
+    read = runner.read_windows(inputs["gyro.csv"])
+
+    np.testing.assert_array_equal(read, inputs["gyro"])
+
+
+def test_refuses_a_modality_the_model_was_not_exported_for(acc_only, inputs, capsys):
+    code = runner.main([str(acc_only), f"--input=gyro={inputs['gyro.csv']}"])
+    error = capsys.readouterr().err
+
+    assert code == 2
+    assert "acc (batch x 128 x 3)" in error
+    assert "unknown input(s) ['gyro']" in error and "missing input(s) ['acc']" in error
+
+
+def test_refuses_a_missing_input(both, inputs, capsys):
+    code = runner.main([str(both), f"--input=acc={inputs['acc.npy']}"])
+    error = capsys.readouterr().err
+
+    assert code == 2
+    assert "missing input(s) ['gyro']" in error
+    assert "acc (batch x 128 x 3), gyro (batch x 128 x 3)" in error
+
+
+def test_refuses_a_wrong_shape(both, inputs, tmp_path, capsys):
+    np.save(tmp_path / "short.npy", inputs["acc"][:, :64])
+
+    code = runner.main(
+        [
+            str(both),
+            f"--input=acc={tmp_path / 'short.npy'}",
+            f"--input=gyro={inputs['gyro.csv']}",
+        ]
+    )
+    error = capsys.readouterr().err
+
+    assert code == 2
+    assert "Input 'acc' has shape (5, 64, 3)" in error
+    assert "expects batch x 128 x 3" in error
+
+
+def test_refuses_a_ragged_csv(acc_only, tmp_path, capsys):
+    (tmp_path / "acc.csv").write_text("1,2,3\n4,5\n")
+
+    code = runner.main([str(acc_only), f"--input=acc={tmp_path / 'acc.csv'}"])
+
+    assert code == 2
+    assert "same number of columns" in capsys.readouterr().err
+
+
+def test_runs_where_torch_cannot_be_imported(both, inputs):
+    # sys.modules[name] = None makes "import name" raise ImportError.
+    program = (
+        "import runpy, sys\n"
+        "sys.modules['torch'] = sys.modules['blossom_app'] = None\n"
+        "try:\n"
+        "    import torch\n"
+        "except ImportError:\n"
+        "    print('torch is not importable')\n"
+        "else:\n"
+        "    sys.exit('torch was importable')\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            program,
+            str(RUNNER),
+            str(both),
+            f"--input=acc={inputs['acc.npy']}",
+            f"--input=gyro={inputs['gyro.csv']}",
+            "--runs=2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("torch is not importable\n")
+    assert prediction_lines(result.stdout) == expected_lines(
+        both, {"acc": inputs["acc"], "gyro": inputs["gyro"]}
+    )

@@ -1,0 +1,27 @@
+"""`blossom info`: the app's choices, and what a results directory ran with."""
+
+from results_helpers import make_experiment
+
+from blossom_app.cli import main
+from blossom_app.reporting.output import complete_experiment
+
+
+def test_info_lists_datasets_modalities_and_policies(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "watch: 7 classes" in out
+    assert "acc          128 x 3" in out and "gyro         128 x 3" in out
+    assert "private-head-fusion  fusion, head" in out
+
+
+def test_info_of_a_results_directory_shows_state_and_config(tmp_path, capsys):
+    done = make_experiment(tmp_path, "3-3-4", "full-model", [0.5, 0.6])
+    complete_experiment(done)
+    make_experiment(tmp_path, "5-5-0", "private-head", [0.7], config={"seed": 7})
+    assert main(["info", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "watch / iid / 3-3-4 / full-model: complete, 2 run(s)" in out
+    assert "watch / iid / 5-5-0 / private-head: incomplete, 1 run(s)" in out
+    assert "seed = 7" in out
+    assert main(["info", str(tmp_path / "nothing")]) == 0
+    assert "No experiment" in capsys.readouterr().out

@@ -4,8 +4,11 @@
 SuperNode's memory). When the node config names a ``state-dir``, the private
 blocks are also written there, so a SuperNode restart keeps personalization.
 A new run index starts from scratch: multi-run averaging needs fresh clients.
+With the blocks goes how many local training rounds they have been through in
+this run, so a restart that lost them would show (the count starts again).
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,44 +16,57 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context
 
 PRIVATE = "blossom.private"
 META = "blossom.meta"
+_RUN, _ROUNDS = "__run_index__", "__trained_rounds__"
 
 
-def _state_file(state_dir: Path, run_id: int) -> Path:
+@dataclass(frozen=True)
+class PrivateState:
+    """A client's private blocks and the local rounds they have trained in."""
+
+    arrays: ArrayRecord
+    rounds: int
+
+
+def state_file(state_dir: Path, run_id: int) -> Path:
+    """The on-disk copy of a client's private state for Flower run ``run_id``."""
     return state_dir / f"run-{run_id}-private.npz"
 
 
 def load_private(
     context: Context, run_index: int, state_dir: Path | None
-) -> ArrayRecord | None:
-    """This client's private blocks for ``run_index``; None before it trained."""
+) -> PrivateState | None:
+    """This client's private state for ``run_index``; None before it trained."""
     meta = context.state.config_records.get(META)
     if meta is not None and meta["run-index"] == run_index and PRIVATE in context.state:
-        return context.state.array_records[PRIVATE]
+        return PrivateState(context.state.array_records[PRIVATE], int(meta["rounds"]))
     if state_dir is not None:
-        path = _state_file(state_dir, context.run_id)
+        path = state_file(state_dir, context.run_id)
         if path.exists():
             with np.load(path) as saved:
-                if int(saved["__run_index__"]) == run_index:
-                    return ArrayRecord(
-                        {
-                            key: Array(saved[key])
-                            for key in saved.files
-                            if key != "__run_index__"
-                        }
-                    )
+                if int(saved[_RUN]) == run_index:
+                    arrays = {
+                        key: Array(saved[key])
+                        for key in saved.files
+                        if key not in (_RUN, _ROUNDS)
+                    }
+                    return PrivateState(ArrayRecord(arrays), int(saved[_ROUNDS]))
     return None
 
 
 def save_private(
-    context: Context, run_index: int, record: ArrayRecord, state_dir: Path | None
+    context: Context, run_index: int, state: PrivateState, state_dir: Path | None
 ) -> None:
-    """Keep ``record`` as this client's private blocks for ``run_index``."""
-    context.state[PRIVATE] = record
-    context.state[META] = ConfigRecord({"run-index": run_index})
+    """Keep ``state`` as this client's private state for ``run_index``."""
+    context.state[PRIVATE] = state.arrays
+    context.state[META] = ConfigRecord({"run-index": run_index, "rounds": state.rounds})
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        path = _state_file(state_dir, context.run_id)
-        arrays = {key: array.numpy() for key, array in record.items()}
+        path = state_file(state_dir, context.run_id)
+        arrays = {key: array.numpy() for key, array in state.arrays.items()}
         tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, __run_index__=np.int64(run_index), **arrays)
+        np.savez(
+            tmp,
+            **{_RUN: np.int64(run_index), _ROUNDS: np.int64(state.rounds)},
+            **arrays,
+        )
         tmp.replace(path)

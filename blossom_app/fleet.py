@@ -1,4 +1,5 @@
-"""The fleet: what each node says about itself, finding the nodes, checking them.
+"""The fleet: what each node says about itself, finding the nodes, checking them,
+and following them as they come and go.
 
 A node answers the ``query.profile`` message with a ``NodeProfile``; this module
 writes that record (``NodeProfile.to_record``, on the node) and reads it
@@ -9,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
-from logging import INFO
+from logging import INFO, WARNING
 
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
@@ -73,7 +74,10 @@ class DiscoveryError(RuntimeError):
     """Nodes could not be profiled; the message says which and why."""
 
 
-def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfile]:
+def _ask(
+    grid: Grid, node_ids: list[int], timeout: float
+) -> tuple[list[NodeProfile], list[str]]:
+    """Profiles of the nodes that answered, and why each other one did not."""
     queries = [
         Message(RecordDict(), dst_node_id=node_id, message_type=PROFILE)
         for node_id in node_ids
@@ -84,12 +88,17 @@ def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfil
         for reply in replies
         if reply.has_error()
     ]
+    missing = sorted(set(node_ids) - {r.metadata.src_node_id for r in replies})
+    failures += [f"node {node_id}: no reply in {timeout} s" for node_id in missing]
+    profiles = [NodeProfile.from_reply(r) for r in replies if not r.has_error()]
+    return profiles, failures
+
+
+def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfile]:
+    profiles, failures = _ask(grid, node_ids, timeout)
     if failures:
         raise DiscoveryError("Profiling failed on " + "; ".join(failures))
-    missing = sorted(set(node_ids) - {r.metadata.src_node_id for r in replies})
-    if missing:
-        raise DiscoveryError(f"No profile reply from nodes {missing} in {timeout} s")
-    return [NodeProfile.from_reply(reply) for reply in replies]
+    return profiles
 
 
 def discover_nodes(
@@ -135,3 +144,54 @@ def check_fleet(profiles: dict[int, NodeProfile], mix: ModalityMix) -> None:
             f"the modality sets the nodes declare: '{have}'",
             f"Run with --run-config \"modality-mix='{have}'\".",
         )
+
+
+class Fleet:
+    """The nodes of a federation as rounds go by.
+
+    Starts from the discovered ``profiles`` (checked against ``mix``). Each
+    round, ``present`` looks up the connected nodes: a node that connected
+    since (a new device, or a restarted one, which gets a new node id unless
+    nodes authenticate) is profiled and joins when its modality set is one
+    the mix has; a profiled node that is gone is reported, so the round
+    records it as missing instead of waiting for it.
+    """
+
+    def __init__(
+        self, profiles: dict[int, NodeProfile], mix: ModalityMix, timeout: float
+    ) -> None:
+        self.profiles = profiles
+        self._sets = {modalities for modalities, _ in mix.groups}
+        self._timeout = timeout
+        self._refused: set[int] = set()
+
+    def present(self, grid: Grid) -> tuple[list[int], list[int]]:
+        """``(connected, gone)``: profiled node ids connected now, and not."""
+        connected = set(grid.get_node_ids())
+        new = sorted(connected - set(self.profiles) - self._refused)
+        if new:
+            self._admit(grid, new)
+        known = set(self.profiles)
+        return sorted(known & connected), sorted(known - connected)
+
+    def _admit(self, grid: Grid, node_ids: list[int]) -> None:
+        profiles, failures = _ask(grid, node_ids, self._timeout)
+        for failure in failures:
+            log(
+                WARNING,
+                "A new node could not be profiled (next round: again): %s",
+                failure,
+            )
+        for profile in profiles:
+            if profile.modalities in self._sets:
+                self.profiles[profile.node_id] = profile
+                log(INFO, "Node joined: %s", describe([profile])[0])
+            else:
+                self._refused.add(profile.node_id)
+                log(
+                    WARNING,
+                    "Node %d holds %s, a modality set the modality-mix does not "
+                    "have: left out of this run",
+                    profile.node_id,
+                    profile.label,
+                )

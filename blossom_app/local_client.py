@@ -15,7 +15,7 @@ from flwr.app import ArrayRecord, Context
 
 from . import __version__
 from .blocks import format_modalities, guard_outgoing
-from .client_state import load_private, save_private
+from .client_state import PrivateState, load_private, save_private
 from .config import ExperimentConfig, NodeConfig, Scalar
 from .data import ClientData, load_client_data
 from .export import ExportError, export_personalized
@@ -127,9 +127,9 @@ class LocalClient:
         )
         state = model.state_dict()
         private = load_private(self.context, run_index, self.state_dir)
-        for record in (private, shared):
-            if record is not None:
-                state.update(record.to_torch_state_dict())
+        if private is not None:
+            state.update(private.arrays.to_torch_state_dict())
+        state.update(shared.to_torch_state_dict())
         model.load_state_dict(state, strict=True)
         return model
 
@@ -222,7 +222,11 @@ class LocalClient:
         state = model.state_dict()
         private = self.experiment.policy.private_keys(state)
         record = ArrayRecord({k: state[k] for k in private})
-        save_private(self.context, run_index, record, self.state_dir)
+        before = load_private(self.context, run_index, self.state_dir)
+        rounds = 1 + (before.rounds if before else 0)
+        save_private(
+            self.context, run_index, PrivateState(record, rounds), self.state_dir
+        )
 
     def shared_update(self, model: MultimodalModel) -> ArrayRecord:
         """The shared blocks of ``model``, checked to carry no private key."""

@@ -10,7 +10,7 @@ from flwr.supercore import log
 
 from .config import ExperimentConfig
 from .export_round import export_models
-from .fleet import check_fleet, discover_nodes
+from .fleet import Fleet, check_fleet, discover_nodes
 from .model import build_model, parameter_keys
 from .reporting.output import ExperimentOutput
 from .strategy import BlockwiseStrategy
@@ -24,6 +24,7 @@ def main(grid: Grid, context: Context) -> None:
     config = ExperimentConfig.from_run_config(context.run_config)
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     check_fleet(profiles, config.mix)
+    fleet = Fleet(profiles, config.mix, config.round_timeout)
     output = ExperimentOutput(config, context.run_config)
     log(INFO, "BLOSSOM results directory: %s", output.path)
     held_keys = cache(partial(parameter_keys, config.task, fusion=config.fusion))
@@ -32,7 +33,7 @@ def main(grid: Grid, context: Context) -> None:
         log(INFO, "BLOSSOM run %d/%d (seed %d)", run_index + 1, config.num_runs, seed)
         strategy = BlockwiseStrategy(
             config.policy,
-            profiles,
+            fleet,
             held_keys,
             num_rounds=config.num_server_rounds,
             fraction_train=config.fraction_train,

@@ -22,7 +22,7 @@ from . import metrics as m
 from .aggregation import InvalidUpdate, aggregate_by_key, check_update
 from .blocks import Policy
 from .exchange import Exchange
-from .fleet import NodeProfile, describe
+from .fleet import Fleet, describe
 from .run_record import RunRecord
 
 #: Per-client values of an evaluate reply (besides its examples and confusion).
@@ -36,8 +36,9 @@ class BlockwiseStrategy(FedAvg):
     ----------
     policy : Policy
         Which blocks are private (never sent, never aggregated).
-    profiles : dict[int, NodeProfile]
-        Every participating node and the modalities it holds.
+    fleet : Fleet
+        The participating nodes and the modalities each holds; looked up
+        every round, so nodes that come and go are followed.
     held_keys : Callable[[tuple[str, ...]], Collection[str]]
         The parameter keys of a client model with the given modalities.
     num_rounds : int
@@ -53,7 +54,7 @@ class BlockwiseStrategy(FedAvg):
     def __init__(
         self,
         policy: Policy,
-        profiles: dict[int, NodeProfile],
+        fleet: Fleet,
         held_keys: Callable[[tuple[str, ...]], Collection[str]],
         num_rounds: int,
         fraction_train: float = 1.0,
@@ -67,12 +68,13 @@ class BlockwiseStrategy(FedAvg):
             min_available_nodes=1,
         )
         self.policy = policy
-        self.profiles = profiles
+        self.fleet = fleet
+        self.profiles = fleet.profiles
         self.num_rounds = num_rounds
         self.evaluate_every = evaluate_every
         self._rng = random.Random(seed)
         self._global = ArrayRecord()
-        self.record = RunRecord(profiles)
+        self.record = RunRecord(fleet.profiles)
         self.exchange = Exchange(policy, held_keys, self.record)
 
     def summary(self) -> None:
@@ -88,11 +90,21 @@ class BlockwiseStrategy(FedAvg):
         for line in describe(self.profiles.values()):
             log(INFO, "\t\t├── %s", line)
 
+    def present(self, server_round: int, phase: str, grid: Grid) -> list[int]:
+        """The profiled nodes connected now (new ones profiled first); each gone
+        one is recorded as missing from ``phase`` of ``server_round``."""
+        nodes, gone = self.fleet.present(grid)
+        for node_id in gone:
+            self.record.reject(server_round, phase, node_id, "not connected")
+        return nodes
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        nodes = sorted(self.profiles)
-        count = max(1, int(self.fraction_train * len(nodes)))
+        nodes = self.present(server_round, MessageType.TRAIN, grid)
+        # drawn by partition: the same seed samples the same clients
+        nodes.sort(key=lambda node_id: self.profiles[node_id].partition_id)
+        count = min(len(nodes), max(1, int(self.fraction_train * len(nodes))))
         sampled = sorted(self._rng.sample(nodes, count))
         log(INFO, "configure_train: %d of %d nodes", len(sampled), len(nodes))
         self._global = arrays
@@ -105,7 +117,7 @@ class BlockwiseStrategy(FedAvg):
     ) -> Iterable[Message]:
         if server_round % self.evaluate_every and server_round != self.num_rounds:
             return []
-        nodes = sorted(self.profiles)
+        nodes = self.present(server_round, MessageType.EVALUATE, grid)
         return self.exchange.send(
             MessageType.EVALUATE, server_round, arrays, config, nodes
         )

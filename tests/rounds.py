@@ -9,7 +9,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from blossom_app.benchmarks import get_task
 from blossom_app.blocks import make_policy
 from blossom_app.client_app import app as client_app
-from blossom_app.fleet import NodeProfile
+from blossom_app.config import parse_mix
+from blossom_app.fleet import Fleet, NodeProfile
 from blossom_app.model import build_model, parameter_keys
 from blossom_app.strategy import BlockwiseStrategy
 
@@ -37,7 +38,7 @@ def profiles() -> dict[int, NodeProfile]:
 def strategy(policy: str, **kwargs) -> BlockwiseStrategy:
     return BlockwiseStrategy(
         make_policy(policy, "", WATCH.modality_names),
-        profiles(),
+        Fleet(profiles(), parse_mix("1-1-1", WATCH), timeout=60),
         cache(partial(parameter_keys, WATCH, fusion="attention")),
         num_rounds=2,
         **kwargs,
@@ -71,7 +72,7 @@ def train_round(
 ) -> tuple[list[Message], ArrayRecord | None]:
     """Send, train on every node, aggregate; return the replies and new arrays."""
     config = ConfigRecord({"run-index": run_index})
-    messages = server.configure_train(server_round, arrays, config, grid=None)
+    messages = server.configure_train(server_round, arrays, config, LocalGrid(nodes))
     replies = [client_app(msg, nodes[msg.metadata.dst_node_id]) for msg in messages]
     new_arrays, _ = server.aggregate_train(server_round, replies)
     return replies, new_arrays
@@ -82,11 +83,15 @@ def reply(to: Message, content: RecordDict) -> Message:
 
 
 class LocalGrid:
-    """The ``send_and_receive`` of a Grid, answered in-process by the real
-    ClientApp on ``nodes`` (node id -> Context)."""
+    """A Grid whose nodes are ``nodes`` (node id -> Context, default: a fresh
+    context per node of NODES); messages are answered in-process by the real
+    ClientApp."""
 
-    def __init__(self, nodes: dict[int, Context]) -> None:
-        self.nodes = nodes
+    def __init__(self, nodes: dict[int, Context] | None = None) -> None:
+        self.nodes = contexts() if nodes is None else nodes
+
+    def get_node_ids(self) -> list[int]:
+        return list(self.nodes)
 
     def send_and_receive(self, messages, timeout=None) -> list[Message]:
         return [client_app(m, self.nodes[m.metadata.dst_node_id]) for m in messages]

@@ -5,7 +5,15 @@ reset with a new run, survive a restart through state-dir, never leave."""
 import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Context, RecordDict
-from rounds import NODES, RUN_CONFIG, contexts, global_arrays, strategy, train_round
+from rounds import (
+    NODES,
+    RUN_CONFIG,
+    LocalGrid,
+    contexts,
+    global_arrays,
+    strategy,
+    train_round,
+)
 
 from blossom_app.client_app import app as client_app
 from blossom_app.client_state import PRIVATE
@@ -37,7 +45,7 @@ def test_private_blocks_persist_across_rounds_and_differ_between_clients():
         msg = next(
             m
             for m in server.configure_train(
-                2, arrays, ConfigRecord({"run-index": 0}), None
+                2, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
             )
             if m.metadata.dst_node_id == node_id
         )
@@ -61,7 +69,7 @@ def test_personalized_evaluation_uses_the_private_blocks():
     server, nodes = strategy("private-head"), contexts()
     _, arrays = train_round(server, global_arrays(), nodes, server_round=1)
     messages = server.configure_evaluate(
-        2, arrays, ConfigRecord({"run-index": 0}), None
+        2, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
     )
     results = {}
     for msg in messages:
@@ -104,7 +112,7 @@ def test_state_dir_keeps_personalization_across_a_supernode_restart(tmp_path):
         for node_id, ctx in nodes.items()
     }
     messages = server.configure_evaluate(
-        1, arrays, ConfigRecord({"run-index": 0}), None
+        1, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
     )
     for msg in messages:
         node_id = msg.metadata.dst_node_id
@@ -116,6 +124,11 @@ def test_state_dir_keeps_personalization_across_a_supernode_restart(tmp_path):
     with np.load(saved_file) as on_disk:
         for key, value in saved.items():
             np.testing.assert_array_equal(on_disk[key], value)
+        assert int(on_disk["__trained_rounds__"]) == 1
+    # the restarted nodes train on from round 1's blocks: their count goes on
+    train_round(server, arrays, restarted, server_round=2)
+    for ctx in restarted.values():
+        assert ctx.state.config_records["blossom.meta"]["rounds"] == 2
 
 
 @pytest.mark.parametrize("bad", ["acc,ecg", "", "ACC"])
@@ -124,7 +137,7 @@ def test_unknown_node_config_modality_is_an_error_reply_naming_the_fix(bad):
     nodes = contexts()
     nodes[ACC].node_config["modalities"] = bad
     messages = server.configure_train(
-        1, global_arrays(), ConfigRecord({"run-index": 0}), None
+        1, global_arrays(), ConfigRecord({"run-index": 0}), LocalGrid()
     )
     msg = next(m for m in messages if m.metadata.dst_node_id == ACC)
     with pytest.raises(ConfigError, match="'modalities'.*--node-config"):

@@ -1,16 +1,43 @@
 """BlockwiseStrategy with real Flower messages: what each node is sent, how
 replies are aggregated, and every way a reply gets rejected."""
 
+from functools import cache, partial
+
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Error, MetricRecord, RecordDict
-from rounds import NODES, global_arrays, reply, strategy
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Error,
+    MetricRecord,
+    RecordDict,
+)
+from rounds import (
+    NODES,
+    RUN_CONFIG,
+    WATCH,
+    LocalGrid,
+    global_arrays,
+    profiles,
+    reply,
+    strategy,
+)
+
+from blossom_app.blocks import make_policy
+from blossom_app.config import parse_mix
+from blossom_app.fleet import Fleet
+from blossom_app.model import parameter_keys
+from blossom_app.strategy import BlockwiseStrategy
 
 ACC, GYRO, BOTH = NODES
 
 
 def configure(server, arrays):
-    messages = server.configure_train(1, arrays, ConfigRecord({"run-index": 0}), None)
+    messages = server.configure_train(
+        1, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
+    )
     return {msg.metadata.dst_node_id: msg for msg in messages}
 
 
@@ -182,7 +209,7 @@ def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
     evaluated = [
         rnd
         for rnd in range(1, 8)
-        if list(server.configure_evaluate(rnd, global_arrays(), config, None))
+        if list(server.configure_evaluate(rnd, global_arrays(), config, LocalGrid()))
     ]
     assert evaluated == [3, 6, 7]
     assert server.aggregate_evaluate(1, []) is None
@@ -193,7 +220,7 @@ def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
 def test_an_evaluated_round_nobody_answered_is_recorded_not_silent():
     server = strategy("full-model")
     config = ConfigRecord({"run-index": 0})
-    sent = list(server.configure_evaluate(2, global_arrays(), config, None))
+    sent = list(server.configure_evaluate(2, global_arrays(), config, LocalGrid()))
     assert server.aggregate_evaluate(2, []) is None
     rejected = {row["node_id"]: row for row in server.record.rejections}
     assert set(rejected) == {msg.metadata.dst_node_id for msg in sent} == set(NODES)
@@ -207,7 +234,7 @@ def test_an_evaluated_round_nobody_answered_is_recorded_not_silent():
 def test_evaluate_reply_missing_a_metric_is_rejected_not_fatal(drop):
     server = strategy("full-model")
     config = ConfigRecord({"run-index": 0})
-    messages = list(server.configure_evaluate(2, global_arrays(), config, None))
+    messages = list(server.configure_evaluate(2, global_arrays(), config, LocalGrid()))
     good = {
         "test-examples": 4,
         "test-loss": 1.0,
@@ -236,3 +263,47 @@ def test_a_fleet_that_does_not_match_the_mix_is_refused_with_the_fix():
     with pytest.raises(ConfigError) as error:
         check_fleet(profiles(), parse_mix("acc=2,gyro=1", WATCH))
     assert "modality-mix='acc=1,acc+gyro=1,gyro=1'" in str(error.value)
+
+
+def test_nodes_that_come_and_go_are_followed_each_round():
+    server = strategy("full-model")
+    grid = LocalGrid()
+    # the gyro node is gone; a restarted acc node connects with a new id (an
+    # insecure SuperNode gets one at every start): it is profiled and joins
+    del grid.nodes[GYRO]
+    restarted = Context(
+        run_id=1,
+        node_id=201,
+        node_config={"partition-id": 0, "num-partitions": 3, "modalities": "acc"},
+        state=RecordDict(),
+        run_config=RUN_CONFIG,
+    )
+    grid.nodes[201] = restarted
+    messages = server.configure_train(
+        1, global_arrays(), ConfigRecord({"run-index": 0}), grid
+    )
+    assert sorted(m.metadata.dst_node_id for m in messages) == [ACC, BOTH, 201]
+    assert server.profiles[201].modalities == ("acc",)
+    [missing] = server.record.rejections
+    assert (missing["node_id"], missing["phase"], missing["reason"]) == (
+        GYRO,
+        "train",
+        "not connected",
+    )
+
+
+def test_a_joining_node_with_a_set_the_mix_lacks_is_left_out():
+    known = {n: p for n, p in profiles().items() if n != GYRO}
+    server = BlockwiseStrategy(
+        make_policy("full-model", "", WATCH.modality_names),
+        Fleet(known, parse_mix("acc=1,acc+gyro=1", WATCH), timeout=60),
+        cache(partial(parameter_keys, WATCH, fusion="attention")),
+        num_rounds=2,
+    )
+    grid = LocalGrid()  # the gyro-only node connects: the mix has no such client
+    config = ConfigRecord({"run-index": 0})
+    for _ in range(2):  # profiled once, then left out without asking again
+        messages = server.configure_evaluate(2, global_arrays(), config, grid)
+        assert sorted(m.metadata.dst_node_id for m in messages) == [ACC, BOTH]
+    assert GYRO not in server.profiles
+    assert server.fleet._refused == {GYRO}

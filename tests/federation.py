@@ -1,0 +1,161 @@
+"""Helpers for the edge tests: read the systemd units in ``edge/systemd`` (so a
+test can start exactly the command a unit starts) and start, watch and stop
+SuperLink/SuperNode processes."""
+
+import functools
+import os
+import re
+import shlex
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+EDGE = Path(__file__).parents[1] / "edge"
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """This environment with the venv's ``bin`` first on PATH (flwr, hadolint…)."""
+    path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "PATH": path, "FLWR_TELEMETRY_ENABLED": "0", **extra}
+
+
+@functools.cache
+def cli_flags(*command: str) -> frozenset[str]:
+    """The ``--flags`` that ``<command> --help`` of the installed Flower lists."""
+    shown = subprocess.run(
+        [*command, "--help"],
+        capture_output=True,
+        text=True,
+        env=tool_env(FLWR_DISABLE_UPDATE_CHECK="1", COLUMNS="200"),
+        check=False,
+    )
+    flags = frozenset(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", shown.stdout))
+    assert flags, f"{' '.join(command)} --help showed no flags: {shown.stderr}"
+    return flags
+
+
+def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:
+    """``section -> key -> values`` of a systemd unit file (a key may repeat,
+    e.g. ``Environment``; ``\\`` continues a line, ``#``/``;`` lines are comments)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    section = None
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1].rstrip() + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = sections.setdefault(line[1:-1], {})
+            continue
+        if section is None or "=" not in line:
+            raise ValueError(f"{path}: cannot read line '{line}'")
+        key, value = line.split("=", 1)
+        section.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def substitute(text: str, replacements: Mapping[str, str]) -> str:
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return text
+
+
+def unit_command(
+    unit: Mapping[str, Mapping[str, list[str]]], replacements: Mapping[str, str]
+) -> list[str]:
+    """The unit's ``ExecStart`` as argv, with ``replacements`` applied.
+
+    The units hold no quotes, ``$`` or ``%``, so shell-like splitting is what
+    systemd does (checked in test_edge_systemd)."""
+    [command] = unit["Service"]["ExecStart"]
+    return shlex.split(substitute(command, replacements))
+
+
+def unit_environment(
+    unit: Mapping[str, Mapping[str, list[str]]], replacements: Mapping[str, str]
+) -> dict[str, str]:
+    """The unit's ``Environment=NAME=value`` lines, with ``replacements`` applied."""
+    pairs = (line.split("=", 1) for line in unit["Service"].get("Environment", []))
+    return {name: substitute(value, replacements) for name, value in pairs}
+
+
+def command_options(argv: Sequence[str]) -> dict[str, str | None]:
+    """``--flag value`` (or ``--flag=value``) pairs of a command line; ``None``
+    for a bare flag."""
+    found: dict[str, str | None] = {}
+    for word, following in zip(argv, [*argv[1:], "--"], strict=True):
+        if not word.startswith("--"):
+            continue
+        flag, equals, value = word.partition("=")
+        if equals:
+            found[flag] = value
+        else:
+            found[flag] = None if following.startswith("--") else following
+    return found
+
+
+def start(
+    command: Sequence[str], env: Mapping[str, str], log: Path
+) -> subprocess.Popen:
+    """Start ``command`` with stdout and stderr going to ``log``."""
+    with log.open("w") as stream:
+        return subprocess.Popen(
+            list(command), env=dict(env), stdout=stream, stderr=subprocess.STDOUT
+        )
+
+
+def stop(processes: Sequence[subprocess.Popen]) -> None:
+    """Terminate, then kill what is left after 15 s."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_until_healthy(
+    port: int, ca_cert: Path, process: subprocess.Popen, log: Path
+) -> None:
+    """Wait for a TLS SuperLink's ``/health`` (verified against ``ca_cert``)."""
+    context = ssl.create_default_context(cafile=str(ca_cert))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"SuperLink exited ({process.returncode}): {log.read_text()}")
+        try:
+            url = f"https://127.0.0.1:{port}/health"
+            with urllib.request.urlopen(url, context=context, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"SuperLink not healthy within 60 s: {log.read_text()}")
+
+
+def wait_for_log(
+    log: Path, text: str, process: subprocess.Popen, timeout: float = 60
+) -> str:
+    """Wait until ``text`` appears in ``log`` (returns the log) or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = log.read_text()
+        if text in content:
+            return content
+        if process.poll() is not None:
+            pytest.fail(f"exited ({process.returncode}) before '{text}': {content}")
+        time.sleep(0.3)
+    pytest.fail(f"'{text}' not in {log} within {timeout:.0f} s: {log.read_text()}")

@@ -31,6 +31,16 @@ class Dispatch:
     server_round: int
     sent: dict[int, set[str]]
     started: float
+    messages: list[Message]
+
+    def node_of(self, reply: Message) -> int:
+        """The node ``reply`` answers for: the destination of the message it
+        replies to (message ids exist once the Grid pushed the messages)."""
+        answered = reply.metadata.reply_to_message_id
+        for message in self.messages:
+            if answered and message.metadata.message_id == answered:
+                return message.metadata.dst_node_id
+        return reply.metadata.src_node_id
 
 
 class Exchange:
@@ -76,7 +86,9 @@ class Exchange:
             content = RecordDict({"arrays": record, "config": config})
             message = Message(content, dst_node_id=node_id, message_type=message_type)
             messages.append(message)
-        self._dispatched[phase] = Dispatch(server_round, sent, time.perf_counter())
+        self._dispatched[phase] = Dispatch(
+            server_round, sent, time.perf_counter(), messages
+        )
         return messages
 
     def receive(
@@ -96,7 +108,9 @@ class Exchange:
             return {}, []
         elapsed = time.perf_counter() - dispatch.started
         self.record.timing[server_round][phase] = elapsed
-        accepted, rejected = screen(replies, dispatch.sent, weight_key, required)
+        accepted, rejected = screen(
+            replies, dispatch.sent, weight_key, required, dispatch.node_of
+        )
         for node_id, reason in rejected:
             self.record.reject(server_round, phase, node_id, reason)
         # in partition order, not arrival order: sums (and so runs) repeat exactly

@@ -5,7 +5,7 @@ say which replies are usable and why each other node is not. Nothing is
 recorded here; the strategy records the verdicts.
 """
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from flwr.app import Message, MetricRecord
@@ -28,19 +28,22 @@ def screen(
     sent_to: Collection[int],
     weight_key: str | None,
     required: Collection[str],
+    node_of: Callable[[Message], int] = lambda reply: reply.metadata.src_node_id,
 ) -> tuple[list[Accepted], list[tuple[int, str]]]:
     """Split replies into usable ones and ``(node_id, reason)`` rejections.
 
     A reply is usable when it is no error, its ``metrics`` hold every
     ``required`` key and, unless ``weight_key`` is None, a positive integer
     ``weight_key`` (the reply's weight; 0 without one). Every node in
-    ``sent_to`` that did not reply is rejected with ``NO_REPLY``.
+    ``sent_to`` that did not reply is rejected with ``NO_REPLY``. ``node_of``
+    says which node a reply answers for (an error the SuperLink makes up for
+    an unavailable node comes from the SuperLink, not from that node).
     """
     accepted: list[Accepted] = []
     rejected: list[tuple[int, str]] = []
     answered: set[int] = set()
     for reply in replies:
-        node_id = reply.metadata.src_node_id
+        node_id = node_of(reply)
         answered.add(node_id)
         if reply.has_error():
             rejected.append((node_id, reply.error.reason))

@@ -95,11 +95,13 @@ class RunRecord:
             node_id,
             reason,
         )
+        profile = self.profiles.get(node_id)
         self.rejections.append(
             {
                 "round": server_round,
                 "phase": phase,
                 "node_id": node_id,
+                "partition_id": "" if profile is None else profile.partition_id,
                 "reason": reason,
             }
         )

@@ -2,10 +2,12 @@
 test can start exactly the command a unit starts) and start, watch and stop
 SuperLink/SuperNode processes."""
 
+import contextlib
 import functools
 import os
 import re
 import shlex
+import signal
 import ssl
 import subprocess
 import sys
@@ -129,16 +131,20 @@ def stop(processes: Sequence[subprocess.Popen]) -> None:
 
 
 def wait_until_healthy(
-    port: int, ca_cert: Path, process: subprocess.Popen, log: Path
+    port: int, process: subprocess.Popen, log: Path, ca_cert: Path | None = None
 ) -> None:
-    """Wait for a TLS SuperLink's ``/health`` (verified against ``ca_cert``)."""
-    context = ssl.create_default_context(cafile=str(ca_cert))
+    """Wait for a SuperLink's ``/health``: over TLS verified against ``ca_cert``,
+    or plain HTTP without one."""
+    context = (
+        None if ca_cert is None else ssl.create_default_context(cafile=str(ca_cert))
+    )
+    scheme = "http" if ca_cert is None else "https"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"SuperLink exited ({process.returncode}): {log.read_text()}")
         try:
-            url = f"https://127.0.0.1:{port}/health"
+            url = f"{scheme}://127.0.0.1:{port}/health"
             with urllib.request.urlopen(url, context=context, timeout=1):
                 return
         except OSError:
@@ -159,3 +165,72 @@ def wait_for_log(
             pytest.fail(f"exited ({process.returncode}) before '{text}': {content}")
         time.sleep(0.3)
     pytest.fail(f"'{text}' not in {log} within {timeout:.0f} s: {log.read_text()}")
+
+
+class LoopbackFederation:
+    """An insecure SuperLink and SuperNodes on 127.0.0.1 for ``flwr run``.
+
+    ``env`` is the test's environment (``conftest.flwr_env``); SuperNodes are
+    started with ``add_node`` and can be stopped (``kill``) and started again.
+    Its connection is ``loopback`` in ``$FLWR_HOME/config.toml``.
+    """
+
+    def __init__(self, env: Mapping[str, str], logs: Path, port: int) -> None:
+        self.env, self.logs, self.port = dict(env), logs, port
+        self.address = f"127.0.0.1:{port}"
+        self.nodes: dict[str, subprocess.Popen] = {}
+        command = [
+            "flower-superlink", "--insecure", "--host", "127.0.0.1",
+            "--port", str(port), "--disable-runtime-dependency-installation",
+        ]  # fmt: skip
+        self.superlink = self._start(command, logs / "superlink.log")
+        wait_until_healthy(port, self.superlink, logs / "superlink.log")
+        home = Path(self.env["FLWR_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(
+            '[superlink]\ndefault = "loopback"\n\n'
+            f'[superlink.loopback]\naddress = "{self.address}"\ninsecure = true\n'
+        )
+
+    def add_node(self, name: str, node_config: str, port: int) -> subprocess.Popen:
+        """Start SuperNode ``name`` (its own process group, log ``<name>.log``)."""
+        command = [
+            "flower-supernode", "--insecure", "--superlink", self.address,
+            "--port", str(port), "--node-config", node_config,
+        ]  # fmt: skip
+        self.nodes[name] = self._start(command, self.logs / f"{name}.log")
+        return self.nodes[name]
+
+    def _start(self, command: list[str], log: Path) -> subprocess.Popen:
+        """``command`` in a process group of its own (with what it starts)."""
+        with log.open("a") as stream:
+            return subprocess.Popen(
+                command,
+                env=self.env,
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self, name: str, sig: int) -> None:
+        """Send ``sig`` to SuperNode ``name`` and everything it started; wait."""
+        process = self.nodes[name]
+        os.killpg(process.pid, sig)
+        process.wait(timeout=30)
+        if sig != signal.SIGKILL:  # what a crash would leave behind goes too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.logs.glob("*.log")))
+
+    def close(self) -> None:
+        """Stop every process group: SuperNodes, SuperLink, what they started."""
+        processes = [*self.nodes.values(), self.superlink]
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        stop(processes)
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)

@@ -135,7 +135,7 @@ def secured_federation(flwr_env, tmp_path):
         keys = [credentials / "supernodes" / f"{name}.pub" for name in NODES]
         first = run(*helper, keys[1], env=flwr_env)
         assert first.returncode == 0, first.stdout + first.stderr
-        wait_until_healthy(port, credentials / "ca.crt", superlink, superlink_log)
+        wait_until_healthy(port, superlink, superlink_log, credentials / "ca.crt")
         # the command make-certs.sh printed
         printed = run(*register_commands(made.stdout)["node-acc"], env=flwr_env)
         assert "registered successfully" in printed.stdout, printed.stdout

@@ -307,3 +307,23 @@ def test_a_joining_node_with_a_set_the_mix_lacks_is_left_out():
         assert sorted(m.metadata.dst_node_id for m in messages) == [ACC, BOTH]
     assert GYRO not in server.profiles
     assert server.fleet._refused == {GYRO}
+
+
+def test_the_superlinks_error_for_an_unavailable_node_names_that_node():
+    from flwr.server.superlink.linkstate.utils import (
+        create_message_error_unavailable_res_message,
+    )
+
+    server = strategy("full-model")
+    messages = configure(server, global_arrays())
+    for msg in messages.values():  # as the Grid does when it pushes them
+        msg.metadata.__dict__["_message_id"] = msg.object_id
+    error = create_message_error_unavailable_res_message(
+        messages[GYRO].metadata, "node_unavail"
+    )
+    assert error.metadata.src_node_id != GYRO  # it comes from the SuperLink
+    good = [reply(messages[n], shifted(messages[n], 1.0)) for n in (ACC, BOTH)]
+    server.aggregate_train(1, [*good, error])
+    [rejection] = server.record.rejections
+    assert rejection["node_id"] == GYRO and rejection["partition_id"] == 1
+    assert "heartbeat" in rejection["reason"]

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EDGE = Path(__file__).parents[1] / "edge"
@@ -234,3 +235,24 @@ class LoopbackFederation:
         for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def trained_rounds(state_dir: Path) -> int:
+    """Local rounds in the node's saved private state (0 before it exists)."""
+    files = list(state_dir.glob("partition-*/run-*-private.npz"))
+    if not files:
+        return 0
+    try:
+        with np.load(files[0]) as saved:
+            return int(saved["__trained_rounds__"])
+    except (OSError, ValueError, KeyError):  # being replaced right now
+        return 0
+
+
+def wait_for(condition, what: str, timeout: float = 240) -> None:
+    """Poll ``condition()`` until true, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)

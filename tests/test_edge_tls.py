@@ -3,12 +3,15 @@ credentials from edge/certs/make-certs.sh, the SuperLink and SuperNodes started
 with the exact ExecStart and Environment of the systemd units in edge/systemd
 (paths pointed at this test's files), keys registered with the commands
 make-certs.sh prints and with register-supernodes.sh, then a real `flwr run`
-over TLS. A SuperNode whose key nobody registered is refused."""
+over TLS. A SuperNode whose key nobody registered is refused; one restarted
+mid-run comes back with the same node id and continues its personalization."""
 
 import re
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,8 +21,10 @@ from federation import (
     read_unit,
     start,
     stop,
+    trained_rounds,
     unit_command,
     unit_environment,
+    wait_for,
     wait_for_log,
     wait_until_healthy,
 )
@@ -32,6 +37,7 @@ VENV = Path(sys.executable).parents[1]
 MAKE_CERTS = EDGE / "certs" / "make-certs.sh"
 REGISTER = EDGE / "certs" / "register-supernodes.sh"
 NODES = {"node-acc": "acc", "node-gyro": "gyro"}  # SuperNode name -> modality
+NODES_PARTITION = {"node-acc": 0, "node-gyro": 1}
 
 
 def connection_block(printed: str) -> str:
@@ -97,7 +103,8 @@ def secured_federation(flwr_env, tmp_path):
     """A TLS + authenticated SuperLink with SuperNodes ``node-acc`` (partition
     0) and ``node-gyro`` (partition 1) connected, and the ``stranger`` (an
     unregistered key) started. Yields the environment, the SuperLink's state
-    directory and the stranger's process."""
+    directory, the stranger's process and ``restart(name)``, which stops a
+    SuperNode and starts it again as its unit would."""
     port = free_port()
     credentials = tmp_path / "credentials"
     (tmp_path / "logs").mkdir()
@@ -148,7 +155,7 @@ def secured_federation(flwr_env, tmp_path):
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=flwr_env,
         )  # fmt: skip
 
-        for name, partition in {"node-acc": 0, "node-gyro": 1, "stranger": 1}.items():
+        for name, partition in {**NODES_PARTITION, "stranger": 1}.items():
             process, tag = start_supernode(name, partition, port, tmp_path, flwr_env)
             processes.append(process)
             tags.append(tag)
@@ -161,7 +168,18 @@ def secured_federation(flwr_env, tmp_path):
         output, _ = again.communicate(timeout=60)
         assert again.returncode == 0, output
         assert output.count("already registered") == 2, output
-        yield flwr_env, server, processes[-1]
+        running = dict(zip(NODES, processes[1:], strict=False))
+
+        def restart(name: str) -> None:
+            stop([running[name]])
+            process, tag = start_supernode(
+                name, NODES_PARTITION[name], port, tmp_path, flwr_env
+            )
+            running[name] = process
+            processes.append(process)
+            tags.append(tag)
+
+        yield flwr_env, server, processes[3], restart
     finally:
         stop(processes)
         for tag in tags:
@@ -171,7 +189,7 @@ def secured_federation(flwr_env, tmp_path):
 def test_secured_federation_runs_and_refuses_an_unregistered_key(
     secured_federation, tmp_path
 ):
-    env, server, stranger = secured_federation
+    env, server, stranger, restart = secured_federation
     logs = tmp_path / "logs"
 
     # The unregistered SuperNode is refused and ends (systemd would retry it).
@@ -180,18 +198,34 @@ def test_secured_federation_runs_and_refuses_an_unregistered_key(
     superlink_log = (logs / "superlink.log").read_text()
     assert "No SuperNode found with the given public key" in superlink_log
 
-    outcome = run_app(
-        APP,
-        {
-            "num-server-rounds": 2,
-            "modality-mix": "acc=1,gyro=1",
-            "batch-size": 64,
-            "export-onnx": False,  # exporting is tested elsewhere
-        },
-        connection="blossom",
-        env=env,
-        timeout=600,
+    outcomes = []
+    run = threading.Thread(
+        target=lambda: outcomes.append(
+            run_app(
+                APP,
+                {
+                    "num-server-rounds": 3,
+                    "evaluate-every": 3,
+                    "modality-mix": "acc=1,gyro=1",
+                    "batch-size": 64,
+                    "round-timeout": 60.0,
+                    "export-onnx": False,  # exporting is tested elsewhere
+                },
+                connection="blossom",
+                env=env,
+                timeout=600,
+            )
+        )
     )
+    run.start()
+    # node-acc restarts after round 1 (systemd's Restart=on-failure would)
+    acc_state = tmp_path / "state" / "node-acc"
+    wait_for(lambda: trained_rounds(acc_state) >= 1, "node-acc's round 1")
+    time.sleep(2)  # its reply is on its way
+    restart("node-acc")
+    before = trained_rounds(acc_state)
+    run.join(timeout=600)
+    [outcome] = outcomes
     all_logs = "\n".join(p.read_text()[-2000:] for p in sorted(logs.iterdir()))
     assert outcome.ok, outcome.output[-3000:] + all_logs
 
@@ -203,3 +237,9 @@ def test_secured_federation_runs_and_refuses_an_unregistered_key(
     # Each SuperNode read its node config from the TOML file the unit names.
     for name in NODES:
         assert list((tmp_path / "state" / name).rglob("*.npz")), name
+    # The restarted node-acc kept its node id (its key's) and trained on from
+    # its saved private blocks: the count went on from where it stopped.
+    acc = [r for r in clients if r["partition_id"] == "0" and r["train_loss"]]
+    assert len({r["node_id"] for r in acc}) == 1
+    after = [r for r in acc if int(r["round"]) > before]
+    assert after and trained_rounds(acc_state) == before + len(after)

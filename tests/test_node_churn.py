@@ -4,13 +4,10 @@ mid-run and never restarted does not sink the run."""
 
 import signal
 import threading
-import time
 from pathlib import Path
 
-import numpy as np
-import pytest
 from conftest import free_port
-from federation import LoopbackFederation
+from federation import LoopbackFederation, trained_rounds, wait_for
 
 from blossom_app.flwr_runner import RunOutcome, run_app
 from blossom_app.reporting.csv_files import read_rows
@@ -18,26 +15,6 @@ from blossom_app.reporting.csv_files import read_rows
 APP = Path(__file__).parents[1]
 ROUND_TIMEOUT = 40.0  # the first round loads data in fresh processes: ~25 s on 2 cores
 NODES = {"acc": 0, "gyro": 1, "acc+gyro": 2}
-
-
-def trained_rounds(state_dir: Path) -> int:
-    """Local rounds in the node's saved private state (0 before it exists)."""
-    files = list(state_dir.glob("partition-*/run-*-private.npz"))
-    if not files:
-        return 0
-    try:
-        with np.load(files[0]) as saved:
-            return int(saved["__trained_rounds__"])
-    except (OSError, ValueError, KeyError):  # being replaced right now
-        return 0
-
-
-def wait_for(condition, what: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_a_restarted_node_continues_and_a_dead_one_does_not_sink_the_run(

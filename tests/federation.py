@@ -11,6 +11,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from blossom_app.flwr_runner import RunOutcome, run_app
 
 EDGE = Path(__file__).parents[1] / "edge"
 VENV_BIN = Path(sys.executable).parent
@@ -256,3 +259,20 @@ def wait_for(condition, what: str, timeout: float = 240) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+class BackgroundRun:
+    """``flwr_runner.run_app`` in a thread, so a test can act on the federation
+    while the run goes on; ``outcome()`` waits for it."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._outcomes: list[RunOutcome] = []
+        self._thread = threading.Thread(
+            target=lambda: self._outcomes.append(run_app(*args, **kwargs))
+        )
+        self._thread.start()
+
+    def outcome(self, timeout: float = 600) -> RunOutcome:
+        self._thread.join(timeout=timeout)
+        [outcome] = self._outcomes
+        return outcome

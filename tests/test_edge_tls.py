@@ -10,7 +10,6 @@ import re
 import shlex
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from conftest import free_port, stop_processes_mentioning
 from federation import (
     EDGE,
+    BackgroundRun,
     read_unit,
     start,
     stop,
@@ -29,7 +29,6 @@ from federation import (
     wait_until_healthy,
 )
 
-from blossom_app.flwr_runner import run_app
 from blossom_app.reporting.csv_files import read_rows
 
 APP = Path(__file__).parents[1]
@@ -198,34 +197,27 @@ def test_secured_federation_runs_and_refuses_an_unregistered_key(
     superlink_log = (logs / "superlink.log").read_text()
     assert "No SuperNode found with the given public key" in superlink_log
 
-    outcomes = []
-    run = threading.Thread(
-        target=lambda: outcomes.append(
-            run_app(
-                APP,
-                {
-                    "num-server-rounds": 3,
-                    "evaluate-every": 3,
-                    "modality-mix": "acc=1,gyro=1",
-                    "batch-size": 64,
-                    "round-timeout": 60.0,
-                    "export-onnx": False,  # exporting is tested elsewhere
-                },
-                connection="blossom",
-                env=env,
-                timeout=600,
-            )
-        )
+    run = BackgroundRun(
+        APP,
+        {
+            "num-server-rounds": 3,
+            "evaluate-every": 3,
+            "modality-mix": "acc=1,gyro=1",
+            "batch-size": 64,
+            "round-timeout": 60.0,
+            "export-onnx": False,  # exporting is tested elsewhere
+        },
+        connection="blossom",
+        env=env,
+        timeout=600,
     )
-    run.start()
     # node-acc restarts after round 1 (systemd's Restart=on-failure would)
     acc_state = tmp_path / "state" / "node-acc"
     wait_for(lambda: trained_rounds(acc_state) >= 1, "node-acc's round 1")
     time.sleep(2)  # its reply is on its way
     restart("node-acc")
     before = trained_rounds(acc_state)
-    run.join(timeout=600)
-    [outcome] = outcomes
+    outcome = run.outcome()
     all_logs = "\n".join(p.read_text()[-2000:] for p in sorted(logs.iterdir()))
     assert outcome.ok, outcome.output[-3000:] + all_logs
 

@@ -3,13 +3,11 @@ started again keeps its personalization (state-dir), and a SuperNode killed
 mid-run and never restarted does not sink the run."""
 
 import signal
-import threading
 from pathlib import Path
 
 from conftest import free_port
-from federation import LoopbackFederation, trained_rounds, wait_for
+from federation import BackgroundRun, LoopbackFederation, trained_rounds, wait_for
 
-from blossom_app.flwr_runner import RunOutcome, run_app
 from blossom_app.reporting.csv_files import read_rows
 
 APP = Path(__file__).parents[1]
@@ -35,26 +33,20 @@ def test_a_restarted_node_continues_and_a_dead_one_does_not_sink_the_run(
     try:
         for name in NODES:
             federation.add_node(name, node_config(name), free_port())
-        outcome: list[RunOutcome] = []
-        run = threading.Thread(
-            target=lambda: outcome.append(
-                run_app(
-                    APP,
-                    {
-                        "num-server-rounds": 3,
-                        "evaluate-every": 3,
-                        "modality-mix": "acc=1,gyro=1,acc+gyro=1",
-                        "batch-size": 64,
-                        "round-timeout": ROUND_TIMEOUT,
-                        "export-onnx": False,
-                    },
-                    connection="loopback",
-                    env=federation.env,
-                    timeout=600,
-                )
-            )
+        run = BackgroundRun(
+            APP,
+            {
+                "num-server-rounds": 3,
+                "evaluate-every": 3,
+                "modality-mix": "acc=1,gyro=1,acc+gyro=1",
+                "batch-size": 64,
+                "round-timeout": ROUND_TIMEOUT,
+                "export-onnx": False,
+            },
+            connection="loopback",
+            env=federation.env,
+            timeout=600,
         )
-        run.start()
         # round 1 trained everywhere; then the gyro node crashes for good and
         # the acc node is stopped and started again (an insecure SuperNode
         # gets a new node id: the server profiles it and it joins)
@@ -63,8 +55,7 @@ def test_a_restarted_node_continues_and_a_dead_one_does_not_sink_the_run(
         federation.kill("acc", signal.SIGTERM)
         before_restart = trained_rounds(state["acc"])
         federation.add_node("acc", node_config("acc"), free_port())
-        run.join(timeout=600)
-        [outcome] = outcome
+        outcome = run.outcome()
         assert outcome.ok, outcome.output[-3000:] + federation.log_text()[-3000:]
     finally:
         federation.close()

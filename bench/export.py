@@ -33,17 +33,15 @@ import torch
 from blossom_app.benchmarks import get_task
 from blossom_app.data import Split, load_task_dataset
 from blossom_app.data.columns import numpy_columns
-from blossom_app.export import (
-    INT8_FILE,
-    PositionalInputs,
-    export_personalized,
+from blossom_app.export import INT8_FILE, PositionalInputs, export_personalized
+from blossom_app.model import build_model
+from blossom_app.model_card import ONNX_FILE, build_card
+from blossom_app.onnx_runtime import (
     onnx_session,
     ort_latency_ms,
     ort_logits,
     torch_latency_ms,
 )
-from blossom_app.model import build_model
-from blossom_app.model_card import ONNX_FILE, build_card
 from blossom_app.training import cosine_lr, evaluate, train
 
 MODALITIES = ("acc", "gyro")

@@ -28,10 +28,8 @@ import copy
 import hashlib
 import io
 import logging
-import statistics
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -46,6 +44,7 @@ from .benchmarks import get_task
 from .data import Split
 from .model import MultimodalModel, build_model
 from .model_card import BATCH_AXIS, CARD_FILE, OUTPUT_NAME, ModelCard
+from .onnx_runtime import onnx_session, ort_latency_ms, ort_logits, torch_latency_ms
 
 OPSET = 17
 MAX_IR_VERSION = 9
@@ -228,62 +227,6 @@ def load_weights(path: Path) -> tuple[MultimodalModel, ModelCard]:
     )
     model.load_state_dict(saved["state_dict"])
     return model.eval(), ModelCard.from_json(saved["card"])
-
-
-def onnx_session(model: bytes | Path, threads: int) -> ort.InferenceSession:
-    """A CPU onnxruntime session of an ONNX file or its bytes, ``threads`` threads."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # errors only
-    source = str(model) if isinstance(model, Path) else model
-    return ort.InferenceSession(
-        source, sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-
-def median_latency_ms(call: Callable[[], object], runs: int, warmup: int = 5) -> float:
-    """Median wall time of ``call()`` in milliseconds, after ``warmup`` calls."""
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
-def ort_latency_ms(
-    session: ort.InferenceSession, inputs: dict[str, np.ndarray], runs: int
-) -> float:
-    """Median onnxruntime latency of one call on ``inputs`` (any batch size)."""
-    return median_latency_ms(lambda: session.run(None, inputs), runs)
-
-
-def torch_latency_ms(
-    model: nn.Module, inputs: dict[str, np.ndarray], runs: int
-) -> float:
-    """Median torch eager latency of ``model`` (on CPU, eval mode) on ``inputs``."""
-    tensors = {name: torch.from_numpy(array) for name, array in inputs.items()}
-    with torch.inference_mode():
-        return median_latency_ms(lambda: model(tensors), runs)
-
-
-def ort_logits(
-    session: ort.InferenceSession, inputs: dict[str, np.ndarray], batch: int = 256
-) -> np.ndarray:
-    """``windows x classes`` logits of ``inputs``, run ``batch`` windows at a time."""
-    count = len(next(iter(inputs.values())))
-    return np.concatenate(
-        [
-            session.run(
-                [OUTPUT_NAME],
-                {name: array[i : i + batch] for name, array in inputs.items()},
-            )[0]
-            for i in range(0, count, batch)
-        ]
-    )
 
 
 def _export(

@@ -245,7 +245,8 @@ class NodeConfig:
 
     ``modalities``: the sensors this device has (``"acc,gyro"``); when absent,
     the run config's ``modality-mix`` decides by partition id (simulation).
-    ``data-path``: the device's own dataset (else the run's ``data-source``).
+    ``data-path``: the device's own dataset (else the run's ``data-source``),
+    never split: ``partition-id`` then only names the client (default 0).
     ``device``: ``cpu``/``cuda``/``cuda:1`` (default: CUDA when available).
     ``state-dir``: where private blocks are also kept on disk.
     ``export-dir``: where the personalized model is exported after a run
@@ -279,14 +280,27 @@ class NodeConfig:
         unknown = sorted(set(config) - set(cls.KEYS))
         if unknown:
             raise ConfigError("node-config", ", ".join(unknown), ", ".join(cls.KEYS))
-        if "data-path" in config:  # the device's own data: all of it is its share
-            config = {"partition-id": 0, "num-partitions": 1, **config}
-        partition_id = _get(config, "partition-id", int)
-        num_partitions = _positive(config, "num-partitions", int)
-        if not 0 <= partition_id < num_partitions:
-            raise ConfigError(
-                "partition-id", partition_id, f"0 to {num_partitions - 1}"
-            )
+        if "data-path" in config:
+            # the device's own data, all of it its share: never split, and
+            # partition-id only names this client in results and seeds
+            if "num-partitions" in config:
+                raise ConfigError(
+                    "num-partitions",
+                    config["num-partitions"],
+                    "no value with data-path (the node's data is not split)",
+                    _NODE_HINT,
+                )
+            partition_id = _optional(config, "partition-id", int, 0)
+            num_partitions = 1
+            if partition_id < 0:
+                raise ConfigError("partition-id", partition_id, "0 or more")
+        else:
+            partition_id = _get(config, "partition-id", int)
+            num_partitions = _positive(config, "num-partitions", int)
+            if not 0 <= partition_id < num_partitions:
+                raise ConfigError(
+                    "partition-id", partition_id, f"0 to {num_partitions - 1}"
+                )
         modalities = None
         if "modalities" in config:
             text = str(_get(config, "modalities", str))

@@ -48,8 +48,8 @@ def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
         source=node.data_path or experiment.data_source,
         # a device's own data (data-path) is not split with other clients
         partitioner="iid" if node.data_path else experiment.partitioner,
-        partition_id=node.partition_id,
-        num_partitions=node.num_partitions,
+        partition_id=0 if node.data_path else node.partition_id,
+        num_partitions=1 if node.data_path else node.num_partitions,
         modalities=modalities,
         alpha=experiment.dirichlet_alpha,
         seed=experiment.seed,

@@ -107,6 +107,12 @@ def test_a_node_with_its_own_data_needs_no_partition():
         {"data-path": "/data/mine.parquet", "modalities": "acc"}, WATCH
     )
     assert (node.partition_id, node.num_partitions) == (0, 1)
+    # partition-id then only names the device; its data is never split
+    named = {"data-path": "/data/mine.parquet", "modalities": "acc", "partition-id": 3}
+    node = NodeConfig.from_node_config(named, WATCH)
+    assert (node.partition_id, node.num_partitions) == (3, 1)
+    with pytest.raises(ConfigError, match="'num-partitions'.*not split"):
+        NodeConfig.from_node_config({**named, "num-partitions": 4}, WATCH)
 
 
 NODE = {"partition-id": 0, "num-partitions": 2}

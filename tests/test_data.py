@@ -263,3 +263,21 @@ def test_clients_leave_the_source_data_untouched(
     load_client_data(WATCH, partition_id=0, modalities=("acc", "gyro"), **settings)
     after = sorted(p.name for p in (cache_dir() / "watch-embedded").iterdir())
     assert after == before
+
+
+def test_a_device_with_its_own_data_trains_on_all_of_it_whatever_its_name(
+    tmp_path: Path,
+):
+    from flwr.app import Context, RecordDict
+    from rounds import RUN_CONFIG
+
+    from blossom_app.local_client import LocalClient
+
+    path = tmp_path / "device.parquet"
+    tiny_dataset(n=20, drop="gyro").to_parquet(str(path))
+    node = {"data-path": str(path), "modalities": "acc", "partition-id": 7}
+    context = Context(1, 9, node, RecordDict(), {**RUN_CONFIG, "modality-mix": "acc=1"})
+    client = LocalClient.from_context(context)
+    assert len(client.data.train) + len(client.data.test) == 20
+    profile = client.profile()
+    assert (profile.partition_id, profile.modalities) == (7, ("acc",))

@@ -225,6 +225,22 @@ class LoopbackFederation:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
 
+    def running_clientapp(self, name: str) -> bool:
+        """Whether SuperNode ``name`` is executing a message right now (a
+        ``flwr-clientapp`` process in its process group)."""
+        group = self.nodes[name].pid
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                command = (entry / "cmdline").read_bytes()
+                if (
+                    b"flwr-clientapp" in command
+                    and os.getpgid(int(entry.name)) == group
+                ):
+                    return True
+        return False
+
     def log_text(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.logs.glob("*.log")))
 

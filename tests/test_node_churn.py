@@ -11,7 +11,7 @@ from federation import BackgroundRun, LoopbackFederation, trained_rounds, wait_f
 from blossom_app.reporting.csv_files import read_rows
 
 APP = Path(__file__).parents[1]
-ROUND_TIMEOUT = 40.0  # the first round loads data in fresh processes: ~25 s on 2 cores
+ROUND_TIMEOUT = 50.0  # the first round loads data in fresh processes: 25-40 s on 2 cores
 NODES = {"acc": 0, "gyro": 1, "acc+gyro": 2}
 
 
@@ -47,10 +47,14 @@ def test_a_restarted_node_continues_and_a_dead_one_does_not_sink_the_run(
             env=federation.env,
             timeout=600,
         )
-        # round 1 trained everywhere; then the gyro node crashes for good and
-        # the acc node is stopped and started again (an insecure SuperNode
-        # gets a new node id: the server profiles it and it joins)
+        # round 1 trained everywhere; when round 2 reaches the nodes, the gyro
+        # node crashes for good and the acc node is stopped and started again
+        # (an insecure SuperNode gets a new node id: the server profiles it
+        # and it joins). Not earlier: Flower's ServerApp waits up to its
+        # object-push session (180 s), whatever round-timeout says, for a reply
+        # a node began to upload.
         wait_for(lambda: all(trained_rounds(state[n]) >= 1 for n in NODES), "round 1")
+        wait_for(lambda: federation.running_clientapp("gyro"), "round 2 on gyro")
         federation.kill("gyro", signal.SIGKILL)
         federation.kill("acc", signal.SIGTERM)
         before_restart = trained_rounds(state["acc"])

@@ -11,7 +11,7 @@ from federation import BackgroundRun, LoopbackFederation, trained_rounds, wait_f
 from blossom_app.reporting.csv_files import read_rows
 
 APP = Path(__file__).parents[1]
-ROUND_TIMEOUT = 50.0  # the first round loads data in fresh processes: 25-40 s on 2 cores
+ROUND_TIMEOUT = 50.0  # round 1 loads data in fresh processes: 25-40 s on 2 cores
 NODES = {"acc": 0, "gyro": 1, "acc+gyro": 2}
 
 

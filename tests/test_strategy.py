@@ -1,6 +1,7 @@
 """BlockwiseStrategy with real Flower messages: what each node is sent, how
 replies are aggregated, and every way a reply gets rejected."""
 
+from dataclasses import replace
 from functools import cache, partial
 
 import numpy as np
@@ -19,6 +20,7 @@ from rounds import (
     RUN_CONFIG,
     WATCH,
     LocalGrid,
+    contexts,
     global_arrays,
     profiles,
     reply,
@@ -327,3 +329,27 @@ def test_the_superlinks_error_for_an_unavailable_node_names_that_node():
     [rejection] = server.record.rejections
     assert rejection["node_id"] == GYRO and rejection["partition_id"] == 1
     assert "heartbeat" in rejection["reason"]
+
+
+def test_sampling_draws_the_same_partitions_for_the_same_seed_whatever_the_ids():
+    def sampled(node_ids: list[int]) -> list[int]:
+        renamed = {new: old for new, old in zip(node_ids, NODES, strict=True)}
+        known = {
+            new: replace(profiles()[old], node_id=new) for new, old in renamed.items()
+        }
+        server = BlockwiseStrategy(
+            make_policy("full-model", "", WATCH.modality_names),
+            Fleet(known, parse_mix("1-1-1", WATCH), timeout=60),
+            cache(partial(parameter_keys, WATCH, fusion="attention")),
+            num_rounds=2,
+            fraction_train=0.67,
+            seed=7,
+        )
+        grid = LocalGrid({new: contexts()[old] for new, old in renamed.items()})
+        config = ConfigRecord({"run-index": 0})
+        messages = server.configure_train(1, global_arrays(), config, grid)
+        return sorted(known[m.metadata.dst_node_id].partition_id for m in messages)
+
+    first = sampled([11, 12, 13])
+    assert len(first) == 2
+    assert sampled([93, 2, 57]) == first  # other node ids, same partitions

@@ -8,6 +8,7 @@ from flwr.clientapp import ClientApp
 
 from . import metrics as m
 from .local_client import LocalClient
+from .node_export import export_on_node
 from .protocol import EXPORT_RECORD
 
 app = ClientApp()
@@ -67,7 +68,8 @@ def export_handler(msg: Message, context: Context) -> Message:
     (the files hold private blocks and stay here)."""
     client = LocalClient.from_context(context)
     config = msg.content["config"]
-    report = client.export(
+    report = export_on_node(
+        client,
         run_index=int(config["run-index"]),
         server_round=int(config["server-round"]),
         shared=msg.content["arrays"],

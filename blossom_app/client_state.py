@@ -35,30 +35,34 @@ def state_file(state_dir: Path, run_id: int) -> Path:
 def load_private(
     context: Context, run_index: int, state_dir: Path | None
 ) -> PrivateState | None:
-    """This client's private state for ``run_index``; None before it trained."""
+    """This client's private state for ``run_index``; None before it trained.
+
+    Read from ``context.state``, else (after a restart) from ``state_dir``,
+    and then kept in ``context.state`` so the disk is read once."""
     meta = context.state.config_records.get(META)
     if meta is not None and meta["run-index"] == run_index and PRIVATE in context.state:
         return PrivateState(context.state.array_records[PRIVATE], int(meta["rounds"]))
-    if state_dir is not None:
-        path = state_file(state_dir, context.run_id)
-        if path.exists():
-            with np.load(path) as saved:
-                if int(saved[_RUN]) == run_index:
-                    arrays = {
-                        key: Array(saved[key])
-                        for key in saved.files
-                        if key not in (_RUN, _ROUNDS)
-                    }
-                    return PrivateState(ArrayRecord(arrays), int(saved[_ROUNDS]))
-    return None
+    if state_dir is None or not state_file(state_dir, context.run_id).exists():
+        return None
+    with np.load(state_file(state_dir, context.run_id)) as saved:
+        if int(saved[_RUN]) != run_index:
+            return None
+        arrays = {k: Array(saved[k]) for k in saved.files if k not in (_RUN, _ROUNDS)}
+        state = PrivateState(ArrayRecord(arrays), int(saved[_ROUNDS]))
+    _keep_in_memory(context, run_index, state)
+    return state
+
+
+def _keep_in_memory(context: Context, run_index: int, state: PrivateState) -> None:
+    context.state[PRIVATE] = state.arrays
+    context.state[META] = ConfigRecord({"run-index": run_index, "rounds": state.rounds})
 
 
 def save_private(
     context: Context, run_index: int, state: PrivateState, state_dir: Path | None
 ) -> None:
     """Keep ``state`` as this client's private state for ``run_index``."""
-    context.state[PRIVATE] = state.arrays
-    context.state[META] = ConfigRecord({"run-index": run_index, "rounds": state.rounds})
+    _keep_in_memory(context, run_index, state)
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_file(state_dir, context.run_id)

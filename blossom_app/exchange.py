@@ -12,8 +12,10 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
 
 from .blocks import Policy
+from .fleet import Fleet
 from .replies import Accepted, screen
 from .run_record import RunRecord
 
@@ -33,18 +35,9 @@ class Dispatch:
     started: float
     messages: list[Message]
 
-    def node_of(self, reply: Message) -> int:
-        """The node ``reply`` answers for: the destination of the message it
-        replies to (message ids exist once the Grid pushed the messages)."""
-        answered = reply.metadata.reply_to_message_id
-        for message in self.messages:
-            if answered and message.metadata.message_id == answered:
-                return message.metadata.dst_node_id
-        return reply.metadata.src_node_id
-
 
 class Exchange:
-    """Messages to and replies from the nodes of ``record.profiles``.
+    """Messages to and replies from the nodes of ``fleet``, recorded in ``record``.
 
     ``held_keys`` maps a modality set to the parameter keys of a client model
     with those modalities; ``policy`` says which of them are shared.
@@ -54,12 +47,22 @@ class Exchange:
         self,
         policy: Policy,
         held_keys: Callable[[tuple[str, ...]], Collection[str]],
+        fleet: Fleet,
         record: RunRecord,
     ) -> None:
         self.policy = policy
         self._held_keys = held_keys
+        self.fleet = fleet
         self.record = record
         self._dispatched: dict[str, Dispatch] = {}
+
+    def present(self, server_round: int, phase: str, grid: Grid) -> list[int]:
+        """The profiled nodes connected now (new ones profiled first); each gone
+        one is recorded as missing from ``phase`` of ``server_round``."""
+        nodes, gone = self.fleet.present(grid)
+        for node_id in gone:
+            self.record.reject(server_round, phase, node_id, "not connected")
+        return nodes
 
     def shared_for(self, node_id: int, arrays: ArrayRecord) -> ArrayRecord:
         """The shared parameters of ``arrays`` that ``node_id``'s model has."""
@@ -108,8 +111,21 @@ class Exchange:
             return {}, []
         elapsed = time.perf_counter() - dispatch.started
         self.record.timing[server_round][phase] = elapsed
+        # the node a reply answers for is the destination of the message it
+        # replies to (ids exist once the Grid pushed them): an error the
+        # SuperLink makes up for an unavailable node comes from the SuperLink
+        destination = {
+            m.metadata.message_id: m.metadata.dst_node_id
+            for m in dispatch.messages
+            if m.metadata.message_id
+        }
+
+        def node_of(reply: Message) -> int:
+            answered = reply.metadata.reply_to_message_id
+            return destination.get(answered, reply.metadata.src_node_id)
+
         accepted, rejected = screen(
-            replies, dispatch.sent, weight_key, required, dispatch.node_of
+            replies, dispatch.sent, weight_key, required, node_of
         )
         for node_id, reason in rejected:
             self.record.reject(server_round, phase, node_id, reason)

@@ -36,7 +36,7 @@ def export_models(
     config = ConfigRecord(
         {"run-index": run_index, "models-dir": str(models_dir), "int8": int8}
     )
-    nodes = strategy.present(server_round, "export", grid)
+    nodes = strategy.exchange.present(server_round, "export", grid)
     log(INFO, "Exporting the personalized models of %d nodes", len(nodes))
     messages = strategy.exchange.send(EXPORT, server_round, arrays, config, nodes)
     replies = grid.send_and_receive(messages, timeout=timeout)

@@ -18,11 +18,8 @@ from .blocks import format_modalities, guard_outgoing
 from .client_state import PrivateState, load_private, save_private
 from .config import ExperimentConfig, NodeConfig, Scalar
 from .data import ClientData, load_client_data
-from .export import ExportError, export_personalized
 from .fleet import NodeProfile
 from .model import MultimodalModel, build_model
-from .model_card import build_card
-from .protocol import STATUS, WRITTEN
 from .training import Evaluation, cosine_lr, evaluate, local_seed, train
 
 ConfigItems = tuple[tuple[str, Scalar], ...]
@@ -161,62 +158,6 @@ class LocalClient:
             num_classes=self.experiment.task.num_classes,
             device=self.device,
         )
-
-    def export_dir(self, models_dir: Path) -> Path | None:
-        """Where this client's personalized model goes: its node's
-        ``export-dir``, else ``<state-dir>/models``, else ``models_dir`` (named
-        by the server) when this node shares the server's disk (simulation);
-        one sub-folder per partition and modality set. None: nowhere."""
-        node = self.setup.node
-        if node.export_dir is not None:
-            return node.export_dir / self.folder_name
-        if node.state_dir is not None:
-            return node.state_dir / "models" / self.folder_name
-        if models_dir.is_dir():
-            return models_dir / self.folder_name
-        return None
-
-    def export(
-        self,
-        run_index: int,
-        server_round: int,
-        shared: ArrayRecord,
-        models_dir: Path,
-        quantize: bool,
-    ) -> dict[str, Scalar]:
-        """Export the personalized model on this node; the report (no arrays)."""
-        target = self.export_dir(models_dir)
-        if target is None:
-            return {
-                STATUS: "not written: this node has neither export-dir nor "
-                "state-dir in its --node-config; set export-dir"
-            }
-        model = self.personalized_model(run_index, shared)
-        final = self.evaluate(model)
-        exp = self.experiment
-        card = build_card(
-            exp.task,
-            self.setup.modalities,
-            fusion=exp.fusion,
-            policy=exp.policy.name,
-            run_index=run_index,
-            server_round=server_round,
-            test_accuracy=final.accuracy,
-            test_macro_f1=final.macro_f1,
-        )
-        try:
-            report = export_personalized(
-                model, card, target, self.data.test, quantize=quantize
-            )
-        except ExportError as error:
-            return {STATUS: f"not written: {error}"}
-        return {
-            STATUS: WRITTEN,
-            "path": str(target),
-            "test-accuracy": final.accuracy,
-            "test-macro-f1": final.macro_f1,
-            **report.to_record(),
-        }
 
     def keep_private(self, run_index: int, model: MultimodalModel) -> None:
         state = model.state_dict()

@@ -75,7 +75,7 @@ class BlockwiseStrategy(FedAvg):
         self._rng = random.Random(seed)
         self._global = ArrayRecord()
         self.record = RunRecord(fleet.profiles)
-        self.exchange = Exchange(policy, held_keys, self.record)
+        self.exchange = Exchange(policy, held_keys, fleet, self.record)
 
     def summary(self) -> None:
         private = ", ".join(sorted(self.policy.private)) or "none"
@@ -90,18 +90,10 @@ class BlockwiseStrategy(FedAvg):
         for line in describe(self.profiles.values()):
             log(INFO, "\t\t├── %s", line)
 
-    def present(self, server_round: int, phase: str, grid: Grid) -> list[int]:
-        """The profiled nodes connected now (new ones profiled first); each gone
-        one is recorded as missing from ``phase`` of ``server_round``."""
-        nodes, gone = self.fleet.present(grid)
-        for node_id in gone:
-            self.record.reject(server_round, phase, node_id, "not connected")
-        return nodes
-
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        nodes = self.present(server_round, MessageType.TRAIN, grid)
+        nodes = self.exchange.present(server_round, MessageType.TRAIN, grid)
         # drawn by partition: the same seed samples the same clients
         nodes.sort(key=lambda node_id: self.profiles[node_id].partition_id)
         count = min(len(nodes), max(1, int(self.fraction_train * len(nodes))))
@@ -117,7 +109,7 @@ class BlockwiseStrategy(FedAvg):
     ) -> Iterable[Message]:
         if server_round % self.evaluate_every and server_round != self.num_rounds:
             return []
-        nodes = self.present(server_round, MessageType.EVALUATE, grid)
+        nodes = self.exchange.present(server_round, MessageType.EVALUATE, grid)
         return self.exchange.send(
             MessageType.EVALUATE, server_round, arrays, config, nodes
         )

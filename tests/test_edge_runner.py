@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from cards import card_for
 
 from blossom_app.benchmarks import get_task
 from blossom_app.data import Split
 from blossom_app.export import export_personalized
 from blossom_app.model import build_model
-from blossom_app.model_card import ONNX_FILE, build_card
+from blossom_app.model_card import ONNX_FILE
 
 RUNNER = Path(__file__).resolve().parents[1] / "edge" / "run_model.py"
 TASK = get_task("watch")
@@ -47,16 +48,7 @@ def write_csv(path: Path, data: np.ndarray) -> Path:
 
 def export(directory: Path, modalities: tuple[str, ...]) -> Path:
     model = build_model(TASK, modalities, "attention", seed=4)
-    card = build_card(
-        TASK,
-        model.modalities,
-        fusion="attention",
-        policy="private-head",
-        run_index=0,
-        server_round=2,
-        test_accuracy=0.5,
-        test_macro_f1=0.5,
-    )
+    card = card_for(model, "attention")
     split = Split({m: windows(m, 4, 0) for m in modalities}, np.zeros(4, np.int64))
     export_personalized(model, card, directory, split, latency_runs=1)
     return directory

@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from cards import card_for
 
 import blossom_app
 from blossom_app.benchmarks import get_task
@@ -47,19 +48,6 @@ def random_split(modalities: tuple[str, ...], windows: int, seed: int = 0) -> Sp
             for name in modalities
         },
         labels=rng.integers(0, TASK.num_classes, windows),
-    )
-
-
-def card_for(model: MultimodalModel, fusion: str) -> ModelCard:
-    return build_card(
-        TASK,
-        model.modalities,
-        fusion=fusion,
-        policy="private-head-fusion",
-        run_index=1,
-        server_round=3,
-        test_accuracy=0.5,
-        test_macro_f1=0.25,
     )
 
 

@@ -4,6 +4,7 @@ and where each run's exported models are."""
 
 from pathlib import Path
 
+from ..protocol import STATUS, WRITTEN
 from .csv_files import read_rows
 from .layout import AGGREGATED, MODALITIES, MODELS, describe, run_dirs
 
@@ -53,7 +54,7 @@ def models_lines(experiment: Path) -> list[str]:
         if not (run / MODELS).is_file():
             continue
         rows = read_rows(run / MODELS)
-        written = [row for row in rows if row["status"] == "written"]
+        written = [row for row in rows if row[STATUS] == WRITTEN]
         places = sorted({str(Path(row["path"]).parent) for row in written})
         lines.append(
             f"{run.name}: {len(written)} of {len(rows)} personalized models exported "

@@ -13,13 +13,18 @@ class InvalidUpdate(ValueError):
 
 
 def check_update(
-    update: Arrays, reference: Arrays, sent: set[str], private: set[str]
+    update: Arrays,
+    reference: Arrays,
+    sent: set[str],
+    private: set[str],
+    wire: Mapping[str, np.dtype] | None = None,
 ) -> None:
     """Raise InvalidUpdate unless ``update`` may be aggregated into ``reference``.
 
     ``sent`` are the keys the server sent this client (its shared blocks);
-    ``private`` the keys the policy keeps on clients. Rejected: a private key, a
-    key the client was not sent (unknown), a wrong shape or dtype, a non-finite
+    ``private`` the keys the policy keeps on clients; ``wire`` the dtype each
+    key travels in (default: the reference's). Rejected: a private key, a key
+    the client was not sent (unknown), a wrong shape or dtype, a non-finite
     value.
     """
     leaked = sorted(set(update) & private)
@@ -34,9 +39,10 @@ def check_update(
             raise InvalidUpdate(
                 f"key {key!r} has shape {array.shape}, expected {expected.shape}"
             )
-        if array.dtype != expected.dtype:
+        dtype = expected.dtype if wire is None else wire[key]
+        if array.dtype != dtype:
             raise InvalidUpdate(
-                f"key {key!r} has dtype {array.dtype}, expected {expected.dtype}"
+                f"key {key!r} has dtype {array.dtype}, expected {dtype}"
             )
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise InvalidUpdate(f"key {key!r} has non-finite values")

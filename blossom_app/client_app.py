@@ -9,7 +9,8 @@ from flwr.clientapp import ClientApp
 from . import metrics as m
 from .local_client import LocalClient
 from .node_export import export_on_node
-from .protocol import EXPORT_RECORD
+from .protocol import EVALUATE_FIRST, EVALUATION, EXPORT_RECORD
+from .training import Evaluation
 
 app = ClientApp()
 
@@ -23,22 +24,27 @@ def profile(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train_handler(msg: Message, context: Context) -> Message:
-    """Train the personalized model; reply with its shared blocks only."""
+    """Train the personalized model; reply with its shared blocks only. Asked
+    to (``EVALUATE_FIRST``), evaluate it first, as received: the evaluation of
+    the previous round's aggregate."""
     start = time.perf_counter()
     client = LocalClient.from_context(context)
     config = msg.content["config"]
     run_index, server_round = int(config["run-index"]), int(config["server-round"])
     model = client.personalized_model(run_index, msg.content["arrays"])
+    content = RecordDict()
+    if config.get(EVALUATE_FIRST, False):
+        content[EVALUATION] = evaluation_metrics(client.evaluate(model))
     loss = client.train(model, run_index, server_round)
     client.keep_private(run_index, model)
-    metrics = MetricRecord(
+    content["arrays"] = client.shared_update(model)
+    content["metrics"] = MetricRecord(
         {
             m.TRAIN_EXAMPLES: len(client.data.train),
             m.TRAIN_LOSS: loss,
             m.TRAIN_SECONDS: time.perf_counter() - start,
         }
     )
-    content = RecordDict({"arrays": client.shared_update(model), "metrics": metrics})
     return Message(content, reply_to=msg)
 
 
@@ -50,7 +56,12 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     result = client.evaluate(
         client.personalized_model(run_index, msg.content["arrays"])
     )
-    metrics = MetricRecord(
+    return Message(RecordDict({"metrics": evaluation_metrics(result)}), reply_to=msg)
+
+
+def evaluation_metrics(result: Evaluation) -> MetricRecord:
+    """An evaluation as its reply carries it."""
+    return MetricRecord(
         {
             m.TEST_EXAMPLES: result.num_examples,
             m.TEST_LOSS: result.loss,
@@ -59,7 +70,6 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
             m.CONFUSION: result.confusion.ravel().tolist(),
         }
     )
-    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
 
 @app.query("export")

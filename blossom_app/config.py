@@ -16,6 +16,7 @@ from .blocks import Policy, make_policy
 from .data import PARTITIONERS
 from .errors import ConfigError
 from .fusion import FUSIONS
+from .transport import WIRE_DTYPES
 
 Scalar = int | float | str | bool
 
@@ -149,6 +150,7 @@ class ExperimentConfig:
     round_timeout: float
     export_onnx: bool
     export_int8: bool
+    transport: str
 
     def run_seed(self, run_index: int) -> int:
         """Seed of run ``run_index`` (``seed``, ``seed+1``, ...): initial weights,
@@ -179,6 +181,9 @@ class ExperimentConfig:
         fraction_train = _get(config, "fraction-train", float)
         if not 0.0 < fraction_train <= 1.0:
             raise ConfigError("fraction-train", fraction_train, "a float in (0, 1]")
+        transport = _optional(config, "transport", str, "fp32")
+        if transport not in WIRE_DTYPES:
+            raise ConfigError("transport", transport, ", ".join(WIRE_DTYPES))
         for key in ("momentum", "weight-decay"):
             if _get(config, key, float) < 0:
                 raise ConfigError(key, config[key], "a non-negative float")
@@ -209,6 +214,7 @@ class ExperimentConfig:
             round_timeout=_positive(config, "round-timeout", float),
             export_onnx=_get(config, "export-onnx", bool),
             export_int8=_get(config, "export-int8", bool),
+            transport=transport,
         )
 
 

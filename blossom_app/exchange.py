@@ -18,6 +18,7 @@ from .blocks import Policy
 from .fleet import Fleet
 from .replies import Accepted, screen
 from .run_record import RunRecord
+from .transport import encode
 
 
 def phase_of(message_type: str) -> str:
@@ -40,7 +41,8 @@ class Exchange:
     """Messages to and replies from the nodes of ``fleet``, recorded in ``record``.
 
     ``held_keys`` maps a modality set to the parameter keys of a client model
-    with those modalities; ``policy`` says which of them are shared.
+    with those modalities; ``policy`` says which of them are shared;
+    ``transport`` how they travel (``transport.py``).
     """
 
     def __init__(
@@ -49,11 +51,13 @@ class Exchange:
         held_keys: Callable[[tuple[str, ...]], Collection[str]],
         fleet: Fleet,
         record: RunRecord,
+        transport: str = "fp32",
     ) -> None:
         self.policy = policy
         self._held_keys = held_keys
         self.fleet = fleet
         self.record = record
+        self.transport = transport
         self._dispatched: dict[str, Dispatch] = {}
 
     def present(self, server_round: int, phase: str, grid: Grid) -> list[int]:
@@ -77,13 +81,16 @@ class Exchange:
         arrays: ArrayRecord,
         config: ConfigRecord,
         node_ids: Iterable[int],
+        transport: str | None = None,
     ) -> list[Message]:
-        """One message per node with only the shared blocks it holds."""
+        """One message per node with only the shared blocks it holds, as they
+        travel under ``transport`` (default: the exchange's)."""
         phase = phase_of(message_type)
         config["server-round"] = server_round
+        wire = encode(arrays, transport or self.transport)
         messages, sent = [], {}
         for node_id in node_ids:
-            record = self.shared_for(node_id, arrays)
+            record = self.shared_for(node_id, wire)
             sent[node_id] = set(record.keys())
             self.record.traffic(server_round, node_id, phase, "down", record)
             content = RecordDict({"arrays": record, "config": config})

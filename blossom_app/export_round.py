@@ -1,10 +1,11 @@
 """The export round, after a run's last round: every node exports its
 personalized model on the node and replies with metadata only.
 
-The message carries the final shared parameters the node holds (exactly what
-``configure_train`` would send) and where a node that shares the server's disk
-(a simulation) should write: ``run_<k>/models/``. A deployed node writes under
-its own ``export-dir`` (or ``state-dir``) instead; the files never come back.
+The message carries the final shared parameters the node holds (what
+``configure_train`` would send, always in full precision) and where a node that
+shares the server's disk (a simulation) should write: ``run_<k>/models/``. A
+deployed node writes under its own ``export-dir`` (or ``state-dir``) instead;
+the files never come back.
 """
 
 from logging import INFO, WARNING
@@ -38,7 +39,10 @@ def export_models(
     )
     nodes = strategy.exchange.present(server_round, "export", grid)
     log(INFO, "Exporting the personalized models of %d nodes", len(nodes))
-    messages = strategy.exchange.send(EXPORT, server_round, arrays, config, nodes)
+    # the exported models are made once, from the lossless global blocks
+    messages = strategy.exchange.send(
+        EXPORT, server_round, arrays, config, nodes, transport="fp32"
+    )
     replies = grid.send_and_receive(messages, timeout=timeout)
     _, accepted = strategy.exchange.receive(EXPORT, server_round, replies, None, ())
     record = strategy.record

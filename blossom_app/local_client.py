@@ -21,6 +21,7 @@ from .data import ClientData, load_client_data
 from .fleet import NodeProfile
 from .model import MultimodalModel, build_model
 from .training import Evaluation, cosine_lr, evaluate, local_seed, train
+from .transport import encode
 
 ConfigItems = tuple[tuple[str, Scalar], ...]
 
@@ -170,9 +171,11 @@ class LocalClient:
         )
 
     def shared_update(self, model: MultimodalModel) -> ArrayRecord:
-        """The shared blocks of ``model``, checked to carry no private key."""
+        """The shared blocks of ``model`` as they travel, checked to carry no
+        private key."""
         state = model.state_dict()
         shared = self.experiment.policy.shared_keys(state)
         return guard_outgoing(
-            ArrayRecord({k: state[k].cpu() for k in shared}), self.experiment.policy
+            encode({k: state[k] for k in shared}, self.experiment.transport),
+            self.experiment.policy,
         )

@@ -19,3 +19,11 @@ EXPORT_RECORD = "export"
 #: Every export report says what happened: ``written``, or why nothing was.
 STATUS = "status"
 WRITTEN = "written"
+
+#: Train config flag: before training, evaluate the personalized model built
+#: from the blocks just received. Those blocks are the previous round's
+#: aggregate, so this is the previous round's evaluation, without sending the
+#: same blocks a second time in an ``evaluate`` message.
+EVALUATE_FIRST = "evaluate-first"
+#: The train reply's MetricRecord holding that evaluation (evaluate-reply keys).
+EVALUATION = "evaluation"

@@ -23,6 +23,20 @@ class Accepted:
     weight: int
 
 
+def problem(
+    metrics: MetricRecord, weight_key: str | None, required: Collection[str]
+) -> str | None:
+    """Why ``metrics`` are unusable (``None`` if usable): a ``weight_key`` that
+    is no positive integer, or a missing ``required`` key."""
+    weight = metrics.get(weight_key, 0) if weight_key else 0
+    missing = [key for key in required if key not in metrics]
+    if weight_key and (not isinstance(weight, int) or weight <= 0):
+        return f"invalid {weight_key} {weight!r}"
+    if missing:
+        return f"metrics lack {missing}"
+    return None
+
+
 def screen(
     replies: Iterable[Message],
     sent_to: Collection[int],
@@ -49,13 +63,11 @@ def screen(
             rejected.append((node_id, reply.error.reason))
             continue
         metrics = reply.content.metric_records.get("metrics", MetricRecord())
-        weight = metrics.get(weight_key, 0) if weight_key else 0
-        missing = [key for key in required if key not in metrics]
-        if weight_key and (not isinstance(weight, int) or weight <= 0):
-            rejected.append((node_id, f"invalid {weight_key} {weight!r}"))
-        elif missing:
-            rejected.append((node_id, f"metrics lack {missing}"))
+        reason = problem(metrics, weight_key, required)
+        if reason:
+            rejected.append((node_id, reason))
         else:
+            weight = metrics[weight_key] if weight_key else 0
             accepted.append(Accepted(node_id, reply, metrics, weight))
     rejected += [(node_id, NO_REPLY) for node_id in sorted(set(sent_to) - answered)]
     return accepted, rejected

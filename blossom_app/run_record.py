@@ -39,7 +39,8 @@ class RunRecord:
     client; ``communication``: bytes per node, phase, direction and block;
     ``timing``: seconds per round and phase; ``rejections``: every reply not
     used (and every node that did not answer), with the reason; ``models``:
-    each node's export report (where its personalized model is).
+    each node's export report (where its personalized model is);
+    ``aggregated``: per round, the training and evaluation summaries.
     """
 
     profiles: Mapping[int, NodeProfile]
@@ -51,6 +52,9 @@ class RunRecord:
     )
     rejections: list[Row] = field(default_factory=list)
     models: list[Row] = field(default_factory=list)
+    aggregated: dict[int, dict[str, float]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
 
     def client_row(self, server_round: int, node_id: int, **values: object) -> Row:
         """A row naming the round and the client, with ``values``."""

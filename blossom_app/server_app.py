@@ -39,6 +39,7 @@ def main(grid: Grid, context: Context) -> None:
             fraction_train=config.fraction_train,
             evaluate_every=config.evaluate_every,
             seed=seed,
+            transport=config.transport,
         )
         model = build_model(
             config.task, config.task.modality_names, config.fusion, seed
@@ -63,5 +64,5 @@ def main(grid: Grid, context: Context) -> None:
                 int8=config.export_int8,
                 timeout=config.round_timeout,
             )
-        output.write_run(run_index, result, strategy.record)
+        output.write_run(run_index, strategy.record)
     output.finish()

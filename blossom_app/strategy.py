@@ -4,6 +4,13 @@ Built on ``flwr.serverapp.strategy.FedAvg`` by overriding its hooks; the round
 loop is Flower's ``Strategy.start``. Each node is sent only the shared blocks it
 holds, and every parameter is averaged over exactly the nodes that returned it.
 What happened is appended to a ``RunRecord`` (``self.record``).
+
+The blocks a round's aggregation produces are the blocks the next round trains
+from, so a node that trains next round evaluates them when they arrive, before
+training (``protocol.EVALUATE_FIRST``): round ``t``'s evaluation comes back with
+round ``t+1``'s training replies, and ``evaluate`` messages (a second download
+of the same blocks) go only to nodes that will not train next round and, after
+the last round, to every node.
 """
 
 import math
@@ -23,7 +30,10 @@ from .aggregation import InvalidUpdate, aggregate_by_key, check_update
 from .blocks import Policy
 from .exchange import Exchange
 from .fleet import Fleet, describe
+from .protocol import EVALUATE_FIRST, EVALUATION
+from .replies import problem
 from .run_record import RunRecord
+from .transport import wire_dtype
 
 #: Per-client values of an evaluate reply (besides its examples and confusion).
 EVALUATED = (m.TEST_LOSS, m.ACCURACY, m.MACRO_F1)
@@ -49,6 +59,8 @@ class BlockwiseStrategy(FedAvg):
         Evaluate the personalized models every this many rounds.
     seed : int (default: 0)
         Seed of node sampling.
+    transport : str (default: "fp32")
+        How shared blocks travel in train and evaluate messages (``transport.py``).
     """
 
     def __init__(
@@ -60,6 +72,7 @@ class BlockwiseStrategy(FedAvg):
         fraction_train: float = 1.0,
         evaluate_every: int = 1,
         seed: int = 0,
+        transport: str = "fp32",
     ) -> None:
         super().__init__(
             fraction_train=fraction_train,
@@ -72,14 +85,20 @@ class BlockwiseStrategy(FedAvg):
         self.profiles = fleet.profiles
         self.num_rounds = num_rounds
         self.evaluate_every = evaluate_every
+        self.transport = transport
         self._rng = random.Random(seed)
         self._global = ArrayRecord()
+        # round -> the nodes drawn ahead to train in it
+        self._drawn: dict[int, list[int]] = {}
+        # round -> its evaluations so far: (partition, client values, confusion)
+        self._evaluations: dict[int, list[tuple[int, dict, object]]] = {}
         self.record = RunRecord(fleet.profiles)
-        self.exchange = Exchange(policy, held_keys, fleet, self.record)
+        self.exchange = Exchange(policy, held_keys, fleet, self.record, transport)
 
     def summary(self) -> None:
         private = ", ".join(sorted(self.policy.private)) or "none"
         log(INFO, "\t├──> Policy: %s (private: %s)", self.policy.name, private)
+        log(INFO, "\t├──> Transport of shared blocks: %s", self.transport)
         log(
             INFO,
             "\t├──> Train fraction: %.2f, evaluate every %d round(s)",
@@ -90,16 +109,30 @@ class BlockwiseStrategy(FedAvg):
         for line in describe(self.profiles.values()):
             log(INFO, "\t\t├── %s", line)
 
+    def _evaluated(self, server_round: int) -> bool:
+        """Whether the personalized models are evaluated after ``server_round``."""
+        return server_round >= 1 and (
+            server_round % self.evaluate_every == 0 or server_round == self.num_rounds
+        )
+
+    def _draw(self, nodes: list[int]) -> list[int]:
+        """The nodes that train in a round, drawn from ``nodes`` by partition
+        (the same seed samples the same clients, whatever their node ids)."""
+        nodes = sorted(nodes, key=lambda node_id: self.profiles[node_id].partition_id)
+        count = min(len(nodes), max(1, int(self.fraction_train * len(nodes))))
+        return sorted(self._rng.sample(nodes, count))
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         nodes = self.exchange.present(server_round, MessageType.TRAIN, grid)
-        # drawn by partition: the same seed samples the same clients
-        nodes.sort(key=lambda node_id: self.profiles[node_id].partition_id)
-        count = min(len(nodes), max(1, int(self.fraction_train * len(nodes))))
-        sampled = sorted(self._rng.sample(nodes, count))
+        drawn = self._drawn.pop(server_round, None)
+        sampled = (
+            self._draw(nodes) if drawn is None else [n for n in drawn if n in nodes]
+        )
         log(INFO, "configure_train: %d of %d nodes", len(sampled), len(nodes))
         self._global = arrays
+        config[EVALUATE_FIRST] = self._evaluated(server_round - 1)
         return self.exchange.send(
             MessageType.TRAIN, server_round, arrays, config, sampled
         )
@@ -107,9 +140,16 @@ class BlockwiseStrategy(FedAvg):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        if server_round % self.evaluate_every and server_round != self.num_rounds:
+        if not self._evaluated(server_round):
             return []
+        self._evaluations[server_round] = []
         nodes = self.exchange.present(server_round, MessageType.EVALUATE, grid)
+        if server_round < self.num_rounds:
+            # the next round's nodes evaluate these blocks when they arrive
+            drawn = self._drawn[server_round + 1] = self._draw(nodes)
+            nodes = [node_id for node_id in nodes if node_id not in drawn]
+        if not nodes:
+            return []
         return self.exchange.send(
             MessageType.EVALUATE, server_round, arrays, config, nodes
         )
@@ -124,6 +164,10 @@ class BlockwiseStrategy(FedAvg):
         start = time.perf_counter()
         current = {key: array.numpy() for key, array in self._global.items()}
         private = set(self.policy.private_keys(current))
+        wire = {
+            key: wire_dtype(value.dtype, self.transport)
+            for key, value in current.items()
+        }
         updates, losses = [], []
         for answer in accepted:
             node_id, metrics = answer.node_id, answer.metrics
@@ -131,7 +175,7 @@ class BlockwiseStrategy(FedAvg):
             self.record.traffic(server_round, node_id, phase, "up", record)
             update = {key: array.numpy() for key, array in record.items()}
             try:
-                check_update(update, current, sent[node_id], private)
+                check_update(update, current, sent[node_id], private, wire)
             except InvalidUpdate as error:
                 self.record.reject(server_round, phase, node_id, str(error))
                 continue
@@ -151,31 +195,68 @@ class BlockwiseStrategy(FedAvg):
                 m.TRAIN_EXAMPLES: sum(weight for _, weight in losses),
                 m.TRAIN_CLIENTS: len(updates),
             }
+            self.record.aggregated[server_round].update(summary)
             result = arrays, Metrics(summary)
         self.record.timing[server_round]["aggregate"] = time.perf_counter() - start
+        previous = server_round - 1
+        if self._evaluated(previous):
+            for answer in accepted:
+                evaluation = answer.reply.content.metric_records.get(EVALUATION)
+                self._collect_evaluation(previous, answer.node_id, evaluation)
+            summary = self._summarize_evaluation(previous)
+            if summary is not None:
+                log(INFO, "\t└──> Evaluation of round %d: %s", previous, summary)
         return result
 
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> Metrics | None:
-        phase = MessageType.EVALUATE
         _, accepted = self.exchange.receive(
-            phase, server_round, replies, m.TEST_EXAMPLES, (*EVALUATED, m.CONFUSION)
+            MessageType.EVALUATE, server_round, replies, None, ()
         )
-        clients, confusions = [], []
         for answer in accepted:
-            like = confusions[0] if confusions else None
+            self._collect_evaluation(server_round, answer.node_id, answer.metrics)
+        if server_round < self.num_rounds:
+            return None  # completed by the next round's training replies
+        return self._summarize_evaluation(server_round)
+
+    def _collect_evaluation(
+        self, server_round: int, node_id: int, metrics: Metrics | None
+    ) -> None:
+        """Keep one node's evaluation of ``server_round``'s model, or record why
+        it is unusable."""
+        phase = MessageType.EVALUATE
+        evaluations = self._evaluations.setdefault(server_round, [])
+        reason = problem(
+            metrics or Metrics(), m.TEST_EXAMPLES, (*EVALUATED, m.CONFUSION)
+        )
+        if reason is None:
+            like = evaluations[0][2] if evaluations else None
             try:
-                cells = answer.metrics[m.CONFUSION]
-                confusions.append(m.confusion_matrix(cells, like))
+                confusion = m.confusion_matrix(metrics[m.CONFUSION], like)
             except ValueError as error:
-                self.record.reject(server_round, phase, answer.node_id, str(error))
-                continue
-            values = {key: float(answer.metrics[key]) for key in EVALUATED}
-            clients.append({m.TEST_EXAMPLES: answer.weight, **values})
-            columns = {m.column(key): value for key, value in clients[-1].items()}
-            row = self.record.client_row(server_round, answer.node_id, **columns)
-            self.record.evaluate.append(row)
-        if not clients:
+                reason = str(error)
+        if reason is not None:
+            self.record.reject(server_round, phase, node_id, reason)
+            return
+        values = {m.TEST_EXAMPLES: metrics[m.TEST_EXAMPLES]}
+        values |= {key: float(metrics[key]) for key in EVALUATED}
+        partition = self.profiles[node_id].partition_id
+        evaluations.append((partition, values, confusion))
+        columns = {m.column(key): value for key, value in values.items()}
+        self.record.evaluate.append(
+            self.record.client_row(server_round, node_id, **columns)
+        )
+
+    def _summarize_evaluation(self, server_round: int) -> Metrics | None:
+        """The round's evaluation over its clients, in partition order (so sums
+        repeat exactly), recorded in ``record.aggregated``; None if nobody's."""
+        evaluations = sorted(
+            self._evaluations.pop(server_round, []), key=lambda item: item[0]
+        )
+        if not evaluations:
             return None
-        return Metrics(m.summarize_evaluation(clients, confusions))
+        _, clients, confusions = zip(*evaluations, strict=True)
+        summary = m.summarize_evaluation(list(clients), list(confusions))
+        self.record.aggregated[server_round].update(summary)
+        return Metrics(summary)

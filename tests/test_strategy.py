@@ -208,11 +208,13 @@ def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
     server = strategy("full-model", evaluate_every=3)
     server.num_rounds = 7
     config = ConfigRecord({"run-index": 0})
-    evaluated = [
-        rnd
-        for rnd in range(1, 8)
-        if list(server.configure_evaluate(rnd, global_arrays(), config, LocalGrid()))
-    ]
+    evaluated = []
+    for rnd in range(1, 8):
+        [first, *_] = server.configure_train(rnd, global_arrays(), config, LocalGrid())
+        if first.content["config"]["evaluate-first"]:  # the previous round's model
+            evaluated.append(rnd - 1)
+        if list(server.configure_evaluate(rnd, global_arrays(), config, LocalGrid())):
+            evaluated.append(rnd)
     assert evaluated == [3, 6, 7]
     assert server.aggregate_evaluate(1, []) is None
     assert "evaluate" not in server.record.timing[1]

@@ -13,8 +13,6 @@ from datetime import datetime
 from logging import INFO
 from pathlib import Path
 
-from flwr.app import MetricRecord
-from flwr.serverapp.strategy import Result
 from flwr.supercore import log
 
 from .. import metrics
@@ -75,22 +73,17 @@ def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
     return path
 
 
-def _columns(record: MetricRecord | None) -> dict[str, object]:
-    return {} if record is None else {column(k): v for k, v in record.items()}
+def _columns(summary: Mapping[str, object]) -> dict[str, object]:
+    return {column(k): v for k, v in summary.items()}
 
 
-def aggregated_rows(result: Result) -> list[dict[str, object]]:
+def aggregated_rows(
+    aggregated: Mapping[int, Mapping[str, object]],
+) -> list[dict[str, object]]:
     """One row per round: aggregated train metrics and evaluation metrics."""
-    rounds = sorted(
-        set(result.train_metrics_clientapp) | set(result.evaluate_metrics_clientapp)
-    )
     return [
-        {
-            "round": rnd,
-            **_columns(result.train_metrics_clientapp.get(rnd)),
-            **_columns(result.evaluate_metrics_clientapp.get(rnd)),
-        }
-        for rnd in rounds
+        {"round": rnd, **_columns(summary)}
+        for rnd, summary in sorted(aggregated.items())
     ]
 
 
@@ -176,10 +169,10 @@ class ExperimentOutput:
         path.mkdir(exist_ok=True)
         return path
 
-    def write_run(self, run_index: int, result: Result, record: RunRecord) -> Path:
+    def write_run(self, run_index: int, record: RunRecord) -> Path:
         """Write one run's CSVs; return its directory."""
         path = self.run_dir(run_index)
-        write_rows(path / AGGREGATED, aggregated_rows(result))
+        write_rows(path / AGGREGATED, aggregated_rows(record.aggregated))
         write_rows(path / CLIENTS, client_rows(record.train, record.evaluate))
         write_rows(path / COMMUNICATION, record.communication)
         write_rows(path / TIMING, timing_rows(record.timing))

@@ -40,6 +40,7 @@ def test_pyproject_defaults_are_valid():
         ("num-server-rounds", "ten", "int"),
         ("test-fraction", 1.5, "(0, 1)"),
         ("private-blocks", "head", "custom"),
+        ("transport", "int4", "fp32, fp16"),
     ],
 )
 def test_bad_run_config_names_key_value_and_allowed(key, value, allowed):

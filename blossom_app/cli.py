@@ -1,5 +1,6 @@
-"""The ``blossom`` command: ``sweep`` runs an experiment grid through the Flower
-app, ``compare`` tables and plots finished experiments, ``export`` re-exports a
+"""The ``blossom`` command: ``run`` runs the Flower app once (a local
+simulation sized to its modality mix), ``sweep`` runs an experiment grid,
+``compare`` tables and plots finished experiments, ``export`` re-exports a
 saved personalized model to ONNX, ``info`` describes the app or a results
 directory."""
 
@@ -10,11 +11,13 @@ from pathlib import Path
 import click
 from flwr.common.config import parse_config_args
 
+from .config import ExperimentConfig
 from .errors import ConfigError
+from .flwr_runner import installing_superexecs, run_app, this_environment
 from .info import describe_app, describe_results
 from .reporting.compare import Comparison, compare
 from .reporting.layout import RESULTS_ENV, results_root
-from .sweep import SweepGrid, run_sweep
+from .sweep import SweepGrid, app_defaults, run_sweep
 
 FAILURE_TAIL = 40  # lines of a failed cell's `flwr run` output to show
 
@@ -25,15 +28,62 @@ def _print_comparisons(comparisons: list[Comparison]) -> None:
         print("  " + "  ".join(path.name for path in comparison.files))
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    root = results_root(args.results_dir)
+def _overrides(command: str, texts: list[str] | None) -> dict | None:
+    """``--run-config`` values as a dict; None (after saying why) if unreadable."""
     try:
-        overrides = parse_config_args(args.run_config)
-        if args.run_config and not overrides:
-            raise ValueError(f"no key=value in {args.run_config}")
+        overrides = parse_config_args(texts)
+        if texts and not overrides:
+            raise ValueError(f"no key=value in {texts}")
     except (ValueError, click.ClickException) as error:
         message = getattr(error, "message", error)
-        print(f"blossom sweep: bad --run-config: {message}", file=sys.stderr)
+        print(f"blossom {command}: bad --run-config: {message}", file=sys.stderr)
+        return None
+    return overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = _overrides("run", args.run_config)
+    if overrides is None:
+        return 2
+    app = args.app.resolve()
+    try:
+        config = ExperimentConfig.from_run_config({**app_defaults(app), **overrides})
+    except ConfigError as error:
+        print(f"blossom run: {error}", file=sys.stderr)
+        return 2
+    installing = installing_superexecs()
+    if installing:
+        print(
+            "blossom run: a Flower SuperLink already running here installs every "
+            "run's dependencies into a fresh environment (gigabytes of wheels):\n  "
+            + "\n  ".join(installing)
+            + "\nStop it (kill the --parent-pid named above), then run this again: "
+            "the SuperLink it starts will use this environment.",
+            file=sys.stderr,
+        )
+        return 2
+    outcome = run_app(
+        app,
+        overrides,
+        num_supernodes=args.num_supernodes or config.mix.num_clients,
+        cpus_per_client=args.cpus_per_client,
+        env=this_environment(),
+        echo=sys.stdout,
+    )
+    if not outcome.ok:
+        print(
+            f"blossom run: run {outcome.run_id} ended {outcome.status}; "
+            "its log is above (`flwr log <run id>` shows it again)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    root = results_root(args.results_dir)
+    overrides = _overrides("sweep", args.run_config)
+    if overrides is None:
         return 2
     if args.rounds is not None:
         overrides["num-server-rounds"] = args.rounds
@@ -91,6 +141,33 @@ def _info(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="blossom", description=__doc__)
     commands = main_parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run the app once as a local simulation; exit 1 if the run failed",
+        description="`flwr run <app> --stream` with one simulated SuperNode per "
+        "client of the modality mix, in this Python environment (Flower's "
+        "per-run dependency installation is switched off), streaming the log; "
+        "the exit code says whether the run completed (`flwr run --stream` "
+        "exits 0 either way).",
+    )
+    run.add_argument(
+        "app", nargs="?", type=Path, default=Path("."), help="app dir (default: .)"
+    )
+    run.add_argument(
+        "--run-config",
+        action="append",
+        help="run-config values, e.g. \"num-server-rounds=5 aggregation='full-model'\"",
+    )
+    run.add_argument(
+        "--num-supernodes",
+        type=int,
+        help="simulated SuperNodes (default: the clients of the modality mix)",
+    )
+    run.add_argument(
+        "--cpus-per-client", type=int, default=1, help="CPUs per simulated client"
+    )
+    run.set_defaults(handler=_run)
 
     sweep = commands.add_parser(
         "sweep",

@@ -1,16 +1,20 @@
 """Run this Flower app with ``flwr run`` and report how the run really ended.
 
 ``flwr run --stream`` exits 0 even when the run failed, so the outcome is read
-back with ``flwr ls --run-id <id> --format json``. Used by ``blossom sweep``
-and by the end-to-end tests.
+back with ``flwr ls --run-id <id> --format json``. Used by ``blossom run``,
+``blossom sweep`` and the end-to-end tests.
 """
 
 import json
+import os
 import re
 import subprocess
+import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .config import Scalar, toml_value
 
@@ -58,11 +62,13 @@ def run_app(
     connection: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
+    echo: TextIO | None = None,
 ) -> RunOutcome:
     """``flwr run <app_dir> [connection] --stream`` with run-config overrides.
 
     ``num_supernodes`` sizes a simulation federation; leave it None for a
-    deployed SuperLink. Returns once the run ended.
+    deployed SuperLink. Each line the run prints is also written to ``echo``
+    as it comes. Returns once the run ended.
     """
     command = ["flwr", "run", str(app_dir)]
     if connection:
@@ -74,17 +80,73 @@ def run_app(
             f"num-supernodes={num_supernodes} "
             f"client-resources-num-cpus={cpus_per_client}",
         ]
-    process = subprocess.run(
+    with subprocess.Popen(
         command,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
         env=env,
-        timeout=timeout,
-        check=False,
-    )
-    output = process.stdout + process.stderr
+    ) as process:
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            process.kill()
+
+        watchdog = threading.Timer(timeout or 0, expire)
+        if timeout is not None:
+            watchdog.start()
+        lines = []
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if echo is not None:
+                    echo.write(line)
+                    echo.flush()
+        finally:
+            watchdog.cancel()
+            returncode = process.wait()
+    output = "".join(lines)
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(command, timeout, output)
     match = re.search(r"Successfully started run (\d+)", output)
     if match is None:
-        return RunOutcome(None, f"not started (exit code {process.returncode})", output)
+        return RunOutcome(None, f"not started (exit code {returncode})", output)
     run_id = int(match.group(1))
     return RunOutcome(run_id, run_status(run_id, env), output)
+
+
+def this_environment() -> dict[str, str]:
+    """The environment for a ``flwr run`` that uses this Python environment:
+    its ``bin`` first on PATH (``flwr`` starts ``flower-superlink`` by name)
+    and Flower's per-run dependency installation off, so the managed local
+    SuperLink runs the app here instead of installing its dependencies (torch
+    with CUDA wheels: gigabytes) into a fresh environment for every run."""
+    path = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))
+    return {
+        **os.environ,
+        "PATH": path,
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    }
+
+
+def installing_superexecs() -> list[str]:
+    """Command lines of running SuperExecs that install each run's dependencies
+    (started by a SuperLink without ``NO_RUNTIME_INSTALL``): a managed local
+    SuperLink keeps running after ``flwr run``, with the setting it started
+    with."""
+    try:
+        listing = subprocess.run(
+            ["ps", "-ww", "-eo", "pid=,args="],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []  # no ps: nothing to warn about
+    return [
+        line.strip()
+        for line in listing.splitlines()
+        if "flower-superexec" in line
+        and "--allow-runtime-dependency-installation" in line
+    ]

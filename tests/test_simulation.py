@@ -1,6 +1,8 @@
 """End to end: the real app under a real `flwr run` simulation (isolated FLWR_HOME,
 own ports, managed SuperLink stopped afterwards; status checked with `flwr ls`)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import onnxruntime
@@ -84,7 +86,28 @@ def test_no_private_block_ever_leaves_a_client(policy, flwr_env):
     assert str(results_dir(flwr_env)) in outcome.output
 
 
-def test_mix_that_does_not_match_the_federation_fails_with_what_to_type(flwr_env):
-    outcome = run_app(APP, {"num-server-rounds": 1}, num_supernodes=2, env=flwr_env)
-    assert outcome.status == "finished:failed"
-    assert "num-supernodes=10" in outcome.output
+def test_blossom_run_fails_loudly_and_never_installs_per_run(flwr_env):
+    """The README's main command, as typed: ``flwr run --stream`` exits 0 when
+    the run failed, ``blossom run`` exits 1; and it runs the app in this
+    environment whether or not the user switched off Flower's per-run
+    dependency installation."""
+    env = dict(flwr_env)
+    del env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"]
+    blossom = Path(sys.executable).parent / "blossom"
+    # 2 SuperNodes for a 10-client mix: the ServerApp refuses to start
+    command = [blossom, "run", str(APP), "--num-supernodes", "2"]
+    command += ["--run-config", "num-server-rounds=1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "num-supernodes=10" in done.stdout  # the fix, from the ServerApp
+    assert "ended finished:failed" in done.stderr
+    port = env["FLWR_LOCAL_SUPERLINK_HTTP_API_PORT"]
+    listing = subprocess.run(
+        ["ps", "-ww", "-eo", "args="], capture_output=True, text=True
+    )
+    [superexec] = [
+        line
+        for line in listing.stdout.splitlines()
+        if "flower-superexec" in line and f"127.0.0.1:{port}" in line
+    ]
+    assert "--allow-runtime-dependency-installation" not in superexec

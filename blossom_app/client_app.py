@@ -8,7 +8,6 @@ from flwr.clientapp import ClientApp
 
 from . import metrics as m
 from .local_client import LocalClient
-from .node_export import export_on_node
 from .protocol import EVALUATE_FIRST, EVALUATION, EXPORT_RECORD
 from .training import Evaluation
 
@@ -76,6 +75,8 @@ def evaluation_metrics(result: Evaluation) -> MetricRecord:
 def export_handler(msg: Message, context: Context) -> Message:
     """Export the personalized model on this node; reply with metadata only
     (the files hold private blocks and stay here)."""
+    from .node_export import export_on_node  # torch.onnx, onnx, onnxruntime
+
     client = LocalClient.from_context(context)
     config = msg.content["config"]
     report = export_on_node(

@@ -281,3 +281,43 @@ def test_a_device_with_its_own_data_trains_on_all_of_it_whatever_its_name(
     assert len(client.data.train) + len(client.data.test) == 20
     profile = client.profile()
     assert (profile.partition_id, profile.modalities) == (7, ("acc",))
+
+
+def test_a_clients_arrays_are_cached_and_read_back_without_hf_datasets():
+    """A second process reads the cached arrays with numpy alone: neither
+    ``datasets`` nor ``flwr_datasets`` is imported (start-up and memory of every
+    simulated client process)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from blossom_app.benchmarks.watch import WATCH\n"
+        "from blossom_app.data import load_client_data\n"
+        f"data = load_client_data(WATCH, partition_id=4, modalities=('gyro',), "
+        f"**{CLIENT!r})\n"
+        "print(sorted({'datasets', 'flwr_datasets'} & set(sys.modules)))\n"
+        "print(float(data.train.inputs['gyro'].sum()), int(data.test.labels.sum()))\n"
+    )
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        for _ in range(2)
+    ]
+    assert runs[0][0] == "['datasets', 'flwr_datasets']"  # computed, then cached
+    assert runs[1][0] == "[]"  # read back
+    assert runs[1][1] == runs[0][1]
+    direct = load_client_data(WATCH, partition_id=4, modalities=("gyro",), **CLIENT)
+    assert runs[0][1].split()[1] == str(int(direct.test.labels.sum()))
+
+
+def test_a_local_source_changed_on_disk_is_read_again(tmp_path: Path):
+    path = tmp_path / "device.parquet"
+    settings = {**CLIENT, "num_partitions": 1, "source": str(path)}
+    tiny_dataset(n=20).to_parquet(str(path))
+    first = load_client_data(WATCH, partition_id=0, modalities=("acc",), **settings)
+    tiny_dataset(n=30).to_parquet(str(path))
+    second = load_client_data(WATCH, partition_id=0, modalities=("acc",), **settings)
+    assert len(first.train) + len(first.test) == 20
+    assert len(second.train) + len(second.test) == 30

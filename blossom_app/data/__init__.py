@@ -1,9 +1,31 @@
-"""Data layer: load a task's dataset, split it train/test, partition it."""
+"""Data layer: load a task's dataset, split it train/test, partition it.
 
-from .client_data import ClientData, Split, load_client_data
-from .loading import cache_dir, load_task_dataset
-from .partitioning import PARTITIONERS, assign_dataset, make_partitioner
-from .splits import split_dataset
+The names a client needs (``load_client_data``, ``Split``...) import numpy
+only; the ones that need HF ``datasets`` or ``flwr-datasets`` are imported on
+first use, so a client reading its cached arrays never loads those packages.
+"""
+
+import importlib
+
+from .cache import cache_dir
+from .client_data import load_client_data
+from .examples import ClientData, Split
+
+PARTITIONERS = ("iid", "dirichlet", "natural")
+
+_HEAVY = {
+    "load_task_dataset": "loading",
+    "assign_dataset": "partitioning",
+    "make_partitioner": "partitioning",
+    "split_dataset": "splits",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _HEAVY:
+        return getattr(importlib.import_module(f".{_HEAVY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "PARTITIONERS",

@@ -1,40 +1,13 @@
-"""One client's train and test arrays: load, split, partition, convert."""
-
-from dataclasses import dataclass
-
-import datasets
-import numpy as np
-from flwr_datasets.partitioner import Partitioner
+"""One client's train and test arrays, from the cache when they are there."""
 
 from ..benchmarks.task import Task
-from ..errors import DataError
-from .columns import numpy_columns
-from .loading import load_task_dataset, require_columns
-from .partitioning import assign_dataset, make_partitioner
-from .splits import SPLIT_COLUMN, split_dataset
-
-# Per-process cache of split, shuffled, partitioned datasets, keyed by the
-# arguments that shape them (the task by its name).
-_partitioned: dict[tuple[object, ...], Partitioner] = {}
-
-
-@dataclass
-class Split:
-    """``inputs``: modality -> float32 ``n x *shape``; ``labels``: int64 ``n``."""
-
-    inputs: dict[str, np.ndarray]
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-@dataclass
-class ClientData:
-    """A client's training and test examples (disjoint, never overlapping)."""
-
-    train: Split
-    test: Split
+from .cache import (
+    client_data_path,
+    read_client_data,
+    source_identity,
+    write_client_data,
+)
+from .examples import ClientData
 
 
 def load_client_data(
@@ -49,66 +22,30 @@ def load_client_data(
     seed: int,
     test_fraction: float,
 ) -> ClientData:
-    """Return partition ``partition_id`` of ``task``'s data, split train/test.
+    """Partition ``partition_id`` of ``task``'s data from ``source`` (default:
+    the task's), split train/test; see ``partitioned.partition_client_data``.
 
-    The dataset is split train/test as a whole (split_dataset), then
-    partitioned among ``num_partitions`` clients; only the columns of
-    ``modalities`` are read. The arguments come validated from ``NodeConfig``
-    and ``ExperimentConfig``. The partitioned dataset is cached per process.
+    Read from the cache (``cache.py``) when this client's arrays were computed
+    before; computed and cached otherwise.
     """
-    key = (
-        task.name,
-        source or task.source,
-        partitioner,
-        num_partitions,
-        alpha,
-        seed,
-        test_fraction,
-    )
-    loaded = load_task_dataset(task, source)
-    # columns and labels were validated at load time; here only presence
-    require_columns(loaded, task, modalities, group=partitioner == "natural")
-    if key not in _partitioned:
-        dataset = split_dataset(
-            loaded,
-            test_fraction,
-            seed,
-            window=task.modalities[0].shape[0],
-        )
-        parts = make_partitioner(
-            partitioner,
-            num_partitions,
-            alpha=alpha,
-            seed=seed,
-            label_column=task.label_column,
-            group_column=task.group_column,
-        )
-        assign_dataset(parts, dataset, num_partitions=num_partitions, seed=seed)
-        _partitioned[key] = parts
-    rows = _partitioned[key].load_partition(partition_id)
-    is_test = numpy_columns(rows, [SPLIT_COLUMN])[SPLIT_COLUMN]
-    train, test = (
-        _to_split(rows.select(np.flatnonzero(is_test == flag)), task, modalities)
-        for flag in (False, True)
-    )
-    for name, split in (("train", train), ("test", test)):
-        if not split:
-            raise DataError(
-                f"Client {partition_id} of {num_partitions} ('{partitioner}' "
-                f"partitioner) has no {name} examples. Use fewer clients, another "
-                "partitioner, or a larger dirichlet-alpha."
-            )
-    return ClientData(train=train, test=test)
+    source = source or task.source
+    settings = {
+        "partitioner": partitioner,
+        "partition_id": partition_id,
+        "num_partitions": num_partitions,
+        "modalities": list(modalities),
+        "alpha": alpha,
+        "seed": seed,
+        "test_fraction": test_fraction,
+    }
+    identity = source_identity(task, source)
+    path = None if identity is None else client_data_path(task, identity, settings)
+    data = None if path is None else read_client_data(path)
+    if data is None:
+        # HF datasets and flwr-datasets: imported only when computing
+        from .partitioned import partition_client_data
 
-
-def _to_split(rows: datasets.Dataset, task: Task, modalities: tuple[str, ...]) -> Split:
-    """Read only the columns of ``modalities`` and the labels of ``rows``."""
-    columns = {name: task.modality(name).column for name in modalities}
-    arrays = numpy_columns(rows, [*columns.values(), task.label_column])
-    return Split(
-        inputs={
-            name: arrays[column].astype(np.float32, copy=False)
-            for name, column in columns.items()
-        },
-        labels=arrays[task.label_column].astype(np.int64, copy=False),
-    )
+        data = partition_client_data(task, source=source, **settings)
+        if path is not None:
+            write_client_data(path, data)
+    return data

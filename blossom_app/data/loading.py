@@ -16,6 +16,7 @@ import numpy as np
 
 from ..benchmarks.task import Task
 from ..errors import DataError
+from .cache import cache_dir, source_identity
 from .columns import numpy_columns
 
 # Client logs are read by people: no per-call progress bars from `datasets`.
@@ -24,14 +25,8 @@ datasets.disable_progress_bars()
 FILE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
 _SAVED_MARKERS = ("state.json", "dataset_dict.json")
 
-# Per-process cache by (task name, source): clients load once per process.
-_loaded: dict[tuple[str, str], datasets.Dataset] = {}
-
-
-def cache_dir() -> Path:
-    """Where BLOSSOM caches data: ``$BLOSSOM_CACHE_DIR``, else ``~/.cache/blossom``."""
-    configured = os.environ.get("BLOSSOM_CACHE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "blossom"
+# Per-process cache by task, source and its content: clients load once per process.
+_loaded: dict[tuple[str, str, str], datasets.Dataset] = {}
 
 
 def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
@@ -40,10 +35,11 @@ def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
     ``source`` defaults to ``task.source``. A multi-split dataset
     (``DatasetDict``) yields its ``train`` split, or all splits concatenated
     when it has no ``train`` split. Results are cached per process, keyed by
-    ``(task.name, source)``; treat them as read-only.
+    task, source and (for local files) their sizes and times; treat them as
+    read-only.
     """
     source = source or task.source
-    key = (task.name, source)
+    key = (task.name, source, repr(source_identity(task, source)))
     if key not in _loaded:
         dataset = _as_single_split(_load(task, source), source)
         present = [

@@ -10,8 +10,6 @@ from flwr_datasets.partitioner import (
 
 from ..errors import ConfigError
 
-PARTITIONERS = ("iid", "dirichlet", "natural")
-
 # Smallest partition DirichletPartitioner accepts before resampling: low enough
 # for a few thousand examples over 10 clients at alpha 0.1 (larger values make it
 # resample and give up after 10 tries), high enough for a train and a test example.

@@ -10,7 +10,6 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-import datasets
 import numpy as np
 
 from ...errors import DataError
@@ -21,17 +20,6 @@ CLASS_NAMES = ("PEN", "ABD", "FEL", "IR", "ER", "TRAP", "ROW")
 SHA256 = "eb122f23cdf06ef6bd6c6c5312958ec5cf9d038e2e6d457b8081662c75a42537"
 
 _INSTALL = "pip install seglearn==1.2.5"
-
-FEATURES = datasets.Features(
-    {
-        "acc": datasets.Array2D((WINDOW, 3), "float32"),
-        "gyro": datasets.Array2D((WINDOW, 3), "float32"),
-        "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
-        "subject": datasets.Value("int64"),
-        "recording": datasets.Value("int64"),
-        "start": datasets.Value("int64"),
-    }
-)
 
 
 def watch_file() -> Path:
@@ -89,4 +77,16 @@ def build_watch_dataset(out_dir: Path) -> None:
         "recording": np.repeat(np.arange(len(counts)), counts),
         "start": np.concatenate([starts for _, starts in parts]),
     }
-    datasets.Dataset.from_dict(columns, features=FEATURES).save_to_disk(str(out_dir))
+    import datasets  # only when the dataset is built, not when the task is named
+
+    features = datasets.Features(
+        {
+            "acc": datasets.Array2D((WINDOW, 3), "float32"),
+            "gyro": datasets.Array2D((WINDOW, 3), "float32"),
+            "label": datasets.ClassLabel(names=list(CLASS_NAMES)),
+            "subject": datasets.Value("int64"),
+            "recording": datasets.Value("int64"),
+            "start": datasets.Value("int64"),
+        }
+    )
+    datasets.Dataset.from_dict(columns, features=features).save_to_disk(str(out_dir))

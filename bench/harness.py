@@ -1,0 +1,335 @@
+"""Shared helpers of the bench scripts: run one real simulation, sample memory,
+read a run's CSVs, write JSON and replace a script's section of RESULTS.md.
+
+``simulate`` runs the README's main command, ``blossom run <app>
+--num-supernodes N --run-config "k=v ..."``, isolated: its own ``FLWR_HOME``,
+SuperLink ports and results directory under a work directory, telemetry and
+update checks off. The wall time covers the whole command (SuperLink and Ray
+start-up included). ``blossom run`` leaves the managed SuperLink running, so
+every process whose command line names the work directory's ``FLWR_HOME`` is
+stopped afterwards.
+
+Memory (Linux ``/proc``, no psutil): every ``SAMPLE_SECONDS`` while the run is
+going, each process descended from the command is classified by its command
+line: ``client`` (``ray::ClientAppActor``, the Ray worker serving simulated
+ClientApps) or ``server`` (``flwr-simulation``, which hosts the ServerApp). Per
+process: RSS (``VmRSS`` of ``/proc/<pid>/status``), USS (``Private_Clean`` +
+``Private_Dirty``) and PSS of ``/proc/<pid>/smaps_rollup``. The peak of each
+figure over processes and samples is kept per kind. Reading ``smaps_rollup`` of
+a large process takes ~20 ms of kernel time, so sampling costs a few percent of
+one core; ``SimRun.sampler_cpu_seconds`` says how much.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from blossom_app.flwr_runner import format_overrides
+from blossom_app.reporting.csv_files import read_rows
+from blossom_app.reporting.layout import find_experiments, run_dirs
+
+BENCH = Path(__file__).resolve().parent
+APP = BENCH.parent
+RESULTS_MD = BENCH / "RESULTS.md"
+BLOSSOM = Path(sys.executable).parent / "blossom"
+SAMPLE_SECONDS = 0.5
+OUTPUT_TAIL = 60  # lines of a failed run's output to show
+MB = 1e6
+GB = 1e9
+
+
+@dataclass
+class Peak:
+    """Peak memory of one kind of process, in bytes (``processes``: how many)."""
+
+    rss: int = 0
+    uss: int = 0
+    pss: int = 0
+    processes: int = 0
+
+
+@dataclass
+class SimRun:
+    """One finished simulation: its command, wall seconds and results."""
+
+    command: list[str]
+    wall_seconds: float
+    experiment: Path  # <results>/<dataset>/<partitioner>/<mix>/<policy>/<timestamp>
+    memory: dict[str, Peak] | None = None
+    sampler_cpu_seconds: float = 0.0  # this process's CPU time spent sampling
+
+    def rows(self, name: str, run: int = 0) -> list[dict[str, str]]:
+        """Rows of ``run_<run>/<name>`` (e.g. ``timing.csv``), as strings."""
+        return read_rows(run_dirs(self.experiment)[run] / name)
+
+    def to_json(self) -> dict:
+        memory = None
+        if self.memory is not None:
+            memory = {kind: asdict(peak) for kind, peak in self.memory.items()}
+        return {
+            "command": shlex.join(self.command),
+            "wall_seconds": self.wall_seconds,
+            "experiment": str(self.experiment),
+            "memory": memory,
+            "sampler_cpu_seconds": self.sampler_cpu_seconds,
+        }
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 now."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (this process excluded)."""
+    listing = subprocess.run(
+        ["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True
+    ).stdout
+    pids = []
+    for line in listing.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if text in args and int(pid) != os.getpid():
+            pids.append(int(pid))
+    return pids
+
+
+def stop_processes_mentioning(text: str, grace: float = 10.0) -> None:
+    """SIGTERM every process whose command line contains ``text``; SIGKILL those
+    still there after ``grace`` seconds."""
+    for pid in processes_mentioning(text):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while (alive := processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(root: int) -> list[int]:
+    """Pids of ``root``'s descendants, from the parent pid in /proc/<pid>/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rpartition(")")[2].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found += children.get(pid, [])
+        todo += children.get(pid, [])
+    return found
+
+
+def _kind(pid: int) -> str | None:
+    """``client``, ``server`` or None, from the process's command line."""
+    args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    if args[0].startswith(b"ray::ClientAppActor"):
+        return "client"
+    if any(
+        Path(arg.decode(errors="replace")).name == "flwr-simulation" for arg in args
+    ):
+        return "server"
+    return None
+
+
+def _kilobytes(path: str) -> dict[str, int]:
+    """The ``<name>: <n> kB`` lines of a /proc file, in bytes."""
+    values = {}
+    for line in Path(path).read_text().splitlines():
+        name, _, value = line.partition(":")
+        if value.endswith(" kB"):
+            values[name] = int(value.split()[0]) * 1024
+    return values
+
+
+def sample_tree(root: int, peaks: dict[str, Peak], seen: dict[str, set]) -> None:
+    """Update ``peaks`` with one sample of ``root``'s descendants."""
+    for pid in _descendants(root):
+        try:
+            kind = _kind(pid)
+            if kind is None:
+                continue
+            rss = _kilobytes(f"/proc/{pid}/status")["VmRSS"]
+            rollup = _kilobytes(f"/proc/{pid}/smaps_rollup")  # one read: it is slow
+        except (OSError, KeyError, ValueError, IndexError):
+            continue  # the process ended while being read
+        uss = rollup["Private_Clean"] + rollup["Private_Dirty"]
+        peak = peaks.setdefault(kind, Peak())
+        peak.rss = max(peak.rss, rss)
+        peak.uss = max(peak.uss, uss)
+        peak.pss = max(peak.pss, rollup["Pss"])
+        seen.setdefault(kind, set()).add(pid)
+        peak.processes = len(seen[kind])
+
+
+def simulate(
+    run_config: Mapping[str, object],
+    num_supernodes: int,
+    workdir: Path,
+    sample_memory: bool = False,
+) -> SimRun:
+    """Run ``blossom run`` once (a local simulation) in ``workdir``; raise
+    RuntimeError with the end of its output if it fails."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    home = workdir / "flwr-home"
+    http_port, control_port = free_ports(2)
+    env = {
+        **os.environ,  # BLOSSOM_CACHE_DIR, when set, is inherited
+        "FLWR_HOME": str(home),
+        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(http_port),
+        "FLWR_LOCAL_CONTROL_API_PORT": str(control_port),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "BLOSSOM_RESULTS_DIR": str(workdir / "results"),
+    }
+    command = [
+        str(BLOSSOM),
+        "run",
+        str(APP),
+        "--num-supernodes",
+        str(num_supernodes),
+        "--run-config",
+        format_overrides(run_config),
+    ]
+    log = workdir / "blossom-run.log"
+    peaks: dict[str, Peak] = {}
+    seen: dict[str, set] = {}
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+            returncode = None
+            while returncode is None:
+                if sample_memory:
+                    sample_tree(process.pid, peaks, seen)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    returncode = process.wait(timeout=SAMPLE_SECONDS)
+        wall = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+    finally:
+        stop_processes_mentioning(str(home))
+    if returncode != 0:
+        tail = "\n".join(log.read_text().splitlines()[-OUTPUT_TAIL:])
+        raise RuntimeError(
+            f"{shlex.join(command)} exited {returncode}; end of {log}:\n{tail}"
+        )
+    complete, incomplete = find_experiments([workdir / "results"])
+    if len(complete) != 1 or incomplete:
+        raise RuntimeError(f"expected one finished experiment in {workdir}/results")
+    memory = peaks if sample_memory else None
+    return SimRun(command, wall, complete[0], memory, cpu)
+
+
+def workdir(name: str) -> Path:
+    """A fresh directory for ``name``'s runs (kept: the results stay readable)."""
+    return Path(tempfile.mkdtemp(prefix=f"blossom-bench-{name}-"))
+
+
+def parser(name: str, doc: str) -> argparse.ArgumentParser:
+    """Arguments every bench script takes: ``--quick`` and ``--out``."""
+    result = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    result.add_argument(
+        "--quick", action="store_true", help="a short variant (about a minute)"
+    )
+    result.add_argument(
+        "--out",
+        type=Path,
+        default=BENCH / "results" / f"{name}.json",
+        help=f"JSON file to write (default: bench/results/{name}.json)",
+    )
+    return result
+
+
+def command_line() -> str:
+    """The command this script was run with, as typed (plus the cache setting)."""
+    prefix = ""
+    if "BLOSSOM_CACHE_DIR" in os.environ:
+        prefix = f"BLOSSOM_CACHE_DIR={shlex.quote(os.environ['BLOSSOM_CACHE_DIR'])} "
+    return prefix + shlex.join(["python", *sys.argv])
+
+
+def machine() -> str:
+    """One line on where it ran (the load shows other work sharing the CPUs)."""
+    import torch
+
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (
+        f"{os.cpu_count()}-core {platform.machine()}, CPU only, torch "
+        f"{torch.__version__}, load average at start {load}"
+    )
+
+
+def write_json(path: Path, data: Mapping[str, object]) -> Path:
+    """Write ``data`` as indented JSON (Paths as strings); return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def section(intro: str, table: str, command: str, quick: bool, host: str) -> str:
+    """A section body: what was measured, how, where, then the table."""
+    variant = " (`--quick`: a short variant, not the figures to quote)" if quick else ""
+    today = datetime.date.today().isoformat()
+    return (
+        f"{intro}\n\nMeasured {today}{variant} on {host}, with `{command}`.\n\n"
+        f"{table}\n"
+    )
+
+
+def replace_section(title: str, markdown: str, path: Path = RESULTS_MD) -> None:
+    """Replace the ``## <title>`` section of RESULTS.md (up to the next ``## ``
+    heading) with ``markdown``, or append it; other sections stay as they are."""
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    heading = f"## {title}"
+    new = [heading, "", *markdown.strip("\n").splitlines(), ""]
+    if heading in lines:
+        start = lines.index(heading)
+        end = next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+            len(lines),
+        )
+        lines[start:end] = new
+    else:
+        if lines and lines[-1].strip():
+            lines.append("")
+        lines += new
+    while lines and not lines[-1].strip():
+        lines.pop()
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")

@@ -181,7 +181,7 @@ class ExperimentConfig:
         fraction_train = _get(config, "fraction-train", float)
         if not 0.0 < fraction_train <= 1.0:
             raise ConfigError("fraction-train", fraction_train, "a float in (0, 1]")
-        transport = _optional(config, "transport", str, "fp32")
+        transport = _get(config, "transport", str)
         if transport not in WIRE_DTYPES:
             raise ConfigError("transport", transport, ", ".join(WIRE_DTYPES))
         for key in ("momentum", "weight-decay"):

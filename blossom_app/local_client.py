@@ -155,7 +155,6 @@ class LocalClient:
         return evaluate(
             model,
             self.data.test,
-            batch_size=self.experiment.batch_size,
             num_classes=self.experiment.task.num_classes,
             device=self.device,
         )

@@ -99,13 +99,18 @@ class Evaluation:
     num_examples: int
 
 
+#: Evaluation keeps no gradients, so it runs in large batches whatever the
+#: training batch size: the same predictions, in about half the time on a CPU.
+EVALUATION_BATCH_SIZE = 256
+
+
 def evaluate(
     model: nn.Module,
     split: Split,
     *,
-    batch_size: int,
     num_classes: int,
     device: torch.device,
+    batch_size: int = EVALUATION_BATCH_SIZE,
 ) -> Evaluation:
     """Evaluate ``model`` on ``split``."""
     model.to(device).eval()

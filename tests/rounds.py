@@ -36,6 +36,7 @@ def profiles() -> dict[int, NodeProfile]:
 
 
 def strategy(policy: str, **kwargs) -> BlockwiseStrategy:
+    kwargs.setdefault("transport", RUN_CONFIG["transport"])
     return BlockwiseStrategy(
         make_policy(policy, "", WATCH.modality_names),
         Fleet(profiles(), parse_mix("1-1-1", WATCH), timeout=60),

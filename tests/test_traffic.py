@@ -28,18 +28,22 @@ from rounds import (
 
 from blossom_app.export_round import export_models
 from blossom_app.protocol import EVALUATION
+from blossom_app.transport import encode
 
 CONFIG = ConfigRecord({"run-index": 0})
 
 
 def evaluate_directly(server, arrays, nodes, server_round):
     """What an ``evaluate`` message of ``server_round`` would have returned,
-    asked of a copy of each node (its private blocks as they are now)."""
+    asked of a copy of each node (its private blocks as they are now), with
+    the blocks as they travel."""
     results = {}
     for node_id, context in nodes.items():
         content = RecordDict(
             {
-                "arrays": server.exchange.shared_for(node_id, arrays),
+                "arrays": server.exchange.shared_for(
+                    node_id, encode(arrays, server.transport)
+                ),
                 "config": ConfigRecord({"run-index": 0, "server-round": server_round}),
             }
         )

@@ -26,6 +26,7 @@ Usage: python bench/communication.py [--quick] [--out bench/results/x.json]
 """
 
 from collections import defaultdict
+from pathlib import Path
 
 import harness
 
@@ -92,11 +93,12 @@ def traffic(run: harness.SimRun, config: ExperimentConfig) -> dict:
         "analytic_bytes": dict(analytic),
         "ratio": {phase: measured[phase] / analytic[phase] for phase in measured},
         "messages": dict(counts),
-        "rounds": {phase: sorted(values) for phase, values in rounds.items()},
+        "phase_rounds": {phase: sorted(v) for phase, v in rounds.items()},
     }
 
 
-def measure(policy: str, transport: str, rounds: int, root) -> dict:
+def measure(policy: str, transport: str, rounds: int, root: Path) -> dict:
+    """One run of ``policy`` under ``transport``: its traffic and MB per round."""
     overrides = {
         "num-server-rounds": rounds,
         "export-onnx": False,
@@ -120,10 +122,8 @@ def measure(policy: str, transport: str, rounds: int, root) -> dict:
         "rounds": rounds,
         "train_mb_per_round": train / harness.MB,
         "evaluate_mb_total": evaluate / harness.MB,
-        "mb_per_round": (train * rounds + evaluate) / rounds / harness.MB,
-        "mb_per_round_at_60": (train * PAPER_ROUNDS + evaluate)
-        / PAPER_ROUNDS
-        / harness.MB,
+        "mb_per_round": (train + evaluate / rounds) / harness.MB,
+        "mb_per_round_at_60": (train + evaluate / PAPER_ROUNDS) / harness.MB,
         "within_1_percent": all(
             abs(ratio - 1) <= TOLERANCE for ratio in result["ratio"].values()
         ),
@@ -152,7 +152,7 @@ def main() -> None:
                 f"{r['mb_per_round_at_60']:.2f} ({ratio:.3f}x)",
                 "yes" if ratio <= TARGET else "no",
                 " / ".join(f"{r['ratio'].get(p, float('nan')):.4f}" for p in PHASES),
-                r["rounds"].get("evaluate", []),
+                r["phase_rounds"].get("evaluate", []),
             ]
         )
     table = harness.markdown_table(

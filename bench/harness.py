@@ -32,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -47,6 +48,7 @@ RESULTS_MD = BENCH / "RESULTS.md"
 BLOSSOM = Path(sys.executable).parent / "blossom"
 SAMPLE_SECONDS = 0.5
 OUTPUT_TAIL = 60  # lines of a failed run's output to show
+LINE = 88  # RESULTS.md prose width
 MB = 1e6
 GB = 1e9
 
@@ -211,9 +213,9 @@ def simulate(
         str(APP),
         "--num-supernodes",
         str(num_supernodes),
-        "--run-config",
-        format_overrides(run_config),
     ]
+    if run_config:
+        command += ["--run-config", format_overrides(run_config)]
     log = workdir / "blossom-run.log"
     peaks: dict[str, Peak] = {}
     seen: dict[str, set] = {}
@@ -277,7 +279,7 @@ def command_line() -> str:
 
 def machine() -> str:
     """One line on where it ran (the load shows other work sharing the CPUs)."""
-    import torch
+    import torch  # its local version says which build (+cu130: CUDA)
 
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (
@@ -303,10 +305,11 @@ def section(intro: str, table: str, command: str, quick: bool, host: str) -> str
     """A section body: what was measured, how, where, then the table."""
     variant = " (`--quick`: a short variant, not the figures to quote)" if quick else ""
     today = datetime.date.today().isoformat()
-    return (
-        f"{intro}\n\nMeasured {today}{variant} on {host}, with `{command}`.\n\n"
-        f"{table}\n"
-    )
+    measured = f"Measured {today}{variant} on {host}, with `{command}`."
+    paragraphs = [
+        textwrap.fill(text, LINE, break_on_hyphens=False) for text in (intro, measured)
+    ]
+    return "\n\n".join([*paragraphs, table]) + "\n"
 
 
 def replace_section(title: str, markdown: str, path: Path = RESULTS_MD) -> None:

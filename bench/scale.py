@@ -19,6 +19,8 @@ per-client overhead (messages, model builds, data set-up).
 Usage: python bench/scale.py [--quick] [--out bench/results/scale.json]
 """
 
+from pathlib import Path
+
 import harness
 
 from blossom_app.reporting.layout import TIMING
@@ -34,14 +36,15 @@ def mix_for(clients: int) -> str:
     return f"acc={single},gyro={single},acc+gyro={clients - 2 * single}"
 
 
-def measure(clients: int, rounds: int, root) -> dict:
+def measure(clients: int, rounds: int, root: Path) -> dict:
+    """One run of ``clients`` SuperNodes: times per round and memory peaks."""
     overrides = {
         "num-server-rounds": rounds,
         "export-onnx": False,
         "partitioner": "iid",
         "modality-mix": mix_for(clients),
     }
-    run = harness.simulate(overrides, clients, root / f"n{clients}", True)
+    run = harness.simulate(overrides, clients, root / f"n{clients}", sample_memory=True)
     first = 2 if rounds > 1 else 1  # round 1 includes the actors' warm-up
     timing = [
         float(row["train_seconds"])

@@ -1,0 +1,179 @@
+"""The default run against the compute floor of the same work, in one invocation.
+
+Floor: what the run must compute, in plain PyTorch and nothing else. Every
+client of the default run (same data, modalities, model, batch size,
+optimizer, epochs per round and rounds) trains on its own train split and,
+after every round, evaluates on its own test split (DECISIONS 16), one thread
+per client, as many client processes in parallel as there are cores. No
+Flower, no Ray, no messages, no aggregation, no export, no reporting; the
+worker processes are started and warmed up before the clock starts.
+
+Run: the README's main command, ``blossom run`` (the app's defaults: 10
+SuperNodes, 60 rounds, export on), timed from start to exit (Flower's
+SuperLink and Ray start-up included). Its own ``timing.csv`` splits the rounds
+into train, evaluate, aggregate and export phases; the rest is start-up,
+reporting and shutdown.
+
+Target (issue 10): run <= 1.3 x floor. ``--quick``: 10 rounds of each.
+
+Usage: python bench/overhead.py [--quick] [--out bench/results/overhead.json]
+"""
+
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import harness
+import torch
+from torch import nn
+
+from blossom_app.config import ExperimentConfig
+from blossom_app.data import load_client_data
+from blossom_app.model import build_model
+from blossom_app.sweep import app_defaults
+
+NAME = "overhead"
+TITLE = "Overhead (`bench/overhead.py`)"
+TARGET = 1.3
+EVAL_BATCH = 256
+
+
+def client_work(config: ExperimentConfig, partition_id: int) -> float:
+    """One client's training and per-round evaluation in plain PyTorch; returns
+    its compute seconds."""
+    torch.set_num_threads(1)
+    modalities = config.mix.modalities_for(partition_id)
+    data = load_client_data(
+        config.task,
+        source=config.data_source,
+        partitioner=config.partitioner,
+        partition_id=partition_id,
+        num_partitions=config.mix.num_clients,
+        modalities=modalities,
+        alpha=config.dirichlet_alpha,
+        seed=config.seed,
+        test_fraction=config.test_fraction,
+    )
+    start = time.perf_counter()
+    train_x = {m: torch.from_numpy(data.train.inputs[m]) for m in modalities}
+    train_y = torch.from_numpy(data.train.labels)
+    test_x = {m: torch.from_numpy(data.test.inputs[m]) for m in modalities}
+    test_y = torch.from_numpy(data.test.labels)
+    model = build_model(config.task, modalities, config.fusion, config.seed)
+    loss_fn = nn.CrossEntropyLoss()
+    rounds = config.num_server_rounds
+    for server_round in range(1, rounds + 1):
+        lr = (
+            config.learning_rate
+            * 0.5
+            * (1 + math.cos(math.pi * (server_round - 1) / rounds))
+        )
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
+        model.train()
+        for _ in range(config.local_epochs):
+            order = torch.randperm(len(train_y))
+            for begin in range(0, len(order), config.batch_size):
+                index = order[begin : begin + config.batch_size]
+                optimizer.zero_grad()
+                logits = model({m: x[index] for m, x in train_x.items()})
+                loss_fn(logits, train_y[index]).backward()
+                optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            for begin in range(0, len(test_y), EVAL_BATCH):
+                model({m: x[begin : begin + EVAL_BATCH] for m, x in test_x.items()})
+    return time.perf_counter() - start
+
+
+def warm_up(_: int) -> int:
+    torch.set_num_threads(1)
+    return os.getpid()
+
+
+def floor(config: ExperimentConfig, workers: int) -> dict[str, float]:
+    """Wall and summed compute seconds of every client's work, ``workers`` at a
+    time."""
+    clients = range(config.mix.num_clients)
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(warm_up, range(workers * 4)))  # processes up, torch loaded
+        start = time.perf_counter()
+        seconds = list(pool.map(client_work, [config] * len(clients), clients))
+        wall = time.perf_counter() - start
+    return {"wall": wall, "compute": sum(seconds)}
+
+
+def main() -> None:
+    args = harness.parser(NAME, __doc__).parse_args()
+    overrides = {"num-server-rounds": 10} if args.quick else {}
+    app = Path(__file__).parents[1]
+    config = ExperimentConfig.from_run_config({**app_defaults(app), **overrides})
+    workers = os.cpu_count() or 1
+    host = harness.machine()
+
+    measured = floor(config, workers)
+    run = harness.simulate(overrides, config.mix.num_clients, harness.workdir(NAME))
+    phases = {
+        phase: sum(
+            float(row.get(f"{phase}_seconds") or 0) for row in run.rows("timing.csv")
+        )
+        for phase in ("train", "evaluate", "aggregate", "export")
+    }
+    rest = run.wall_seconds - sum(phases.values())
+    ratio = run.wall_seconds / measured["wall"]
+    rows = [
+        ["floor: plain PyTorch, wall", f"{measured['wall']:.1f}", "1.00"],
+        ["floor: summed client compute", f"{measured['compute']:.1f}", ""],
+        ["`blossom run`, wall", f"{run.wall_seconds:.1f}", f"{ratio:.2f}"],
+        *[
+            [f"  {phase} phases", f"{seconds:.1f}", f"{seconds / measured['wall']:.2f}"]
+            for phase, seconds in phases.items()
+        ],
+        [
+            "  start-up, reporting, shutdown",
+            f"{rest:.1f}",
+            f"{rest / measured['wall']:.2f}",
+        ],
+    ]
+    table = harness.markdown_table(["what", "seconds", "x floor"], rows)
+    verdict = "met" if ratio <= TARGET else "not met"
+    intro = (
+        f"The default run ({config.mix.num_clients} clients, mix "
+        f"{config.mix.label}, {config.num_server_rounds} rounds, "
+        f"{config.local_epochs} local epoch(s), batch {config.batch_size}) against "
+        f"the compute floor of the same training and per-round evaluation in plain "
+        f"PyTorch, {workers} client processes at a time, one thread each. Target "
+        f"run <= {TARGET} x floor: **{verdict}** ({ratio:.2f} x)."
+    )
+    command = harness.command_line()
+    harness.replace_section(
+        TITLE, harness.section(intro, table, command, args.quick, host)
+    )
+    out = harness.write_json(
+        args.out,
+        {
+            "command": command,
+            "machine": host,
+            "quick": args.quick,
+            "floor": measured,
+            "run_wall": run.wall_seconds,
+            "phases": phases,
+            "rest": rest,
+            "ratio": ratio,
+            "target": TARGET,
+        },
+    )
+    print(
+        f"overhead: run {run.wall_seconds:.1f} s / floor {measured['wall']:.1f} s = "
+        f"{ratio:.2f}x (target <= {TARGET}); {out}"
+    )
+
+
+if __name__ == "__main__":
+    main()

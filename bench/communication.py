@@ -180,21 +180,12 @@ def main() -> None:
         "checked against the analytic size of the shared parameters each message "
         "should carry (within 1 %: the .npy headers)."
     )
-    command = harness.command_line()
-    harness.replace_section(
-        TITLE, harness.section(intro, table, command, args.quick, host)
-    )
-    out = harness.write_json(
-        args.out,
-        {
-            "command": command,
-            "quick": args.quick,
-            "machine": host,
-            "reference_mb_per_round": REFERENCE_MB,
-            "target_ratio": TARGET,
-            "results": results,
-        },
-    )
+    data = {
+        "reference_mb_per_round": REFERENCE_MB,
+        "target_ratio": TARGET,
+        "results": results,
+    }
+    out = harness.report(args, TITLE, intro, table, host, data)
     parts = [
         f"{r['policy']} {r['transport']} {r['mb_per_round_at_60']:.2f} MB/round "
         f"= {r['mb_per_round_at_60'] / REFERENCE_MB:.3f}x reference"

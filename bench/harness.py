@@ -336,3 +336,19 @@ def replace_section(title: str, markdown: str, path: Path = RESULTS_MD) -> None:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
+
+
+def report(
+    args: argparse.Namespace,
+    title: str,
+    intro: str,
+    table: str,
+    host: str,
+    data: Mapping[str, object],
+) -> Path:
+    """Replace the script's ``title`` section of RESULTS.md and write its JSON
+    (``data`` with the command, the variant and the machine); the JSON's path."""
+    command = command_line()
+    replace_section(title, section(intro, table, command, args.quick, host))
+    record = {"command": command, "quick": args.quick, "machine": host, **data}
+    return write_json(args.out, record)

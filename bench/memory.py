@@ -102,22 +102,13 @@ def main() -> None:
         f"Target: a client process <= {TARGET_GB} GB RSS. torch here is a CUDA "
         "build (it maps its CUDA libraries at import)."
     )
-    command = harness.command_line()
-    harness.replace_section(
-        TITLE, harness.section(intro, table, command, args.quick, host)
-    )
-    out = harness.write_json(
-        args.out,
-        {
-            "command": command,
-            "quick": args.quick,
-            "machine": host,
-            "rounds": rounds,
-            "target_client_rss_gb": TARGET_GB,
-            "run": run.to_json(),
-            "imports": imports,
-        },
-    )
+    data = {
+        "rounds": rounds,
+        "target_client_rss_gb": TARGET_GB,
+        "run": run.to_json(),
+        "imports": imports,
+    }
+    out = harness.report(args, TITLE, intro, table, host, data)
     client, server = memory.get("client", {}), memory.get("server", {})
     print(
         f"memory: client process peak RSS {gb(client.get('rss', 0))} GB "

@@ -151,24 +151,15 @@ def main() -> None:
         f"PyTorch, {workers} client processes at a time, one thread each. Target "
         f"run <= {TARGET} x floor: **{verdict}** ({ratio:.2f} x)."
     )
-    command = harness.command_line()
-    harness.replace_section(
-        TITLE, harness.section(intro, table, command, args.quick, host)
-    )
-    out = harness.write_json(
-        args.out,
-        {
-            "command": command,
-            "machine": host,
-            "quick": args.quick,
-            "floor": measured,
-            "run_wall": run.wall_seconds,
-            "phases": phases,
-            "rest": rest,
-            "ratio": ratio,
-            "target": TARGET,
-        },
-    )
+    data = {
+        "floor": measured,
+        "run_wall": run.wall_seconds,
+        "phases": phases,
+        "rest": rest,
+        "ratio": ratio,
+        "target": TARGET,
+    }
+    out = harness.report(args, TITLE, intro, table, host, data)
     print(
         f"overhead: run {run.wall_seconds:.1f} s / floor {measured['wall']:.1f} s = "
         f"{ratio:.2f}x (target <= {TARGET}); {out}"

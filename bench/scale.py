@@ -115,14 +115,8 @@ def main() -> None:
         "Ray runs one ClientApp process per core; the clients take turns on them. "
         "Memory: peaks over processes and 0.5 s samples (GB = 10^9 B)."
     )
-    command = harness.command_line()
-    harness.replace_section(
-        TITLE, harness.section(intro, table, command, args.quick, host)
-    )
-    out = harness.write_json(
-        args.out,
-        {"command": command, "quick": args.quick, "machine": host, "results": results},
-    )
+    data = {"results": results}
+    out = harness.report(args, TITLE, intro, table, host, data)
     parts = [
         f"N={r['clients']} {r['train_seconds_per_round']:.2f} s/round "
         f"({r['seconds_per_client_round']:.3f} s/client-round)"

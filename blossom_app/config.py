@@ -16,6 +16,7 @@ from .blocks import Policy, make_policy
 from .data import PARTITIONERS
 from .errors import ConfigError
 from .fusion import FUSIONS
+from .server_optimizers import SERVER_OPTIMIZERS, ServerOptimizer
 from .transport import WIRE_DTYPES
 
 Scalar = int | float | str | bool
@@ -151,6 +152,7 @@ class ExperimentConfig:
     export_onnx: bool
     export_int8: bool
     transport: str
+    server_optimizer: ServerOptimizer
 
     def run_seed(self, run_index: int) -> int:
         """Seed of run ``run_index`` (``seed``, ``seed+1``, ...): initial weights,
@@ -184,6 +186,20 @@ class ExperimentConfig:
         transport = _get(config, "transport", str)
         if transport not in WIRE_DTYPES:
             raise ConfigError("transport", transport, ", ".join(WIRE_DTYPES))
+        optimizer = _get(config, "server-optimizer", str)
+        if optimizer not in SERVER_OPTIMIZERS:
+            raise ConfigError(
+                "server-optimizer", optimizer, ", ".join(SERVER_OPTIMIZERS)
+            )
+        if _get(config, "server-learning-rate", float) < 0:
+            raise ConfigError(
+                "server-learning-rate",
+                config["server-learning-rate"],
+                "a non-negative float (0: the optimizer's default)",
+            )
+        for key in ("server-momentum", "server-beta1", "server-beta2"):
+            if not 0.0 <= _get(config, key, float) < 1.0:
+                raise ConfigError(key, config[key], "a float in [0, 1)")
         for key in ("momentum", "weight-decay"):
             if _get(config, key, float) < 0:
                 raise ConfigError(key, config[key], "a non-negative float")
@@ -215,6 +231,14 @@ class ExperimentConfig:
             export_onnx=_get(config, "export-onnx", bool),
             export_int8=_get(config, "export-int8", bool),
             transport=transport,
+            server_optimizer=ServerOptimizer(
+                optimizer,
+                learning_rate=_get(config, "server-learning-rate", float),
+                momentum=_get(config, "server-momentum", float),
+                beta_1=_get(config, "server-beta1", float),
+                beta_2=_get(config, "server-beta2", float),
+                tau=_positive(config, "server-tau", float),
+            ),
         )
 
 

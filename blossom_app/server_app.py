@@ -1,6 +1,7 @@
 """BLOSSOM ServerApp: discover nodes, run the strategy per run, ask the nodes to
 export their personalized models, write results."""
 
+from dataclasses import replace
 from functools import cache, partial
 from logging import INFO
 
@@ -40,6 +41,7 @@ def main(grid: Grid, context: Context) -> None:
             evaluate_every=config.evaluate_every,
             seed=seed,
             transport=config.transport,
+            optimizer=replace(config.server_optimizer),  # fresh state per run
         )
         model = build_model(
             config.task, config.task.modality_names, config.fusion, seed

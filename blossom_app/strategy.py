@@ -33,6 +33,7 @@ from .fleet import Fleet, describe
 from .protocol import EVALUATE_FIRST, EVALUATION
 from .replies import problem
 from .run_record import RunRecord
+from .server_optimizers import ServerOptimizer
 from .transport import wire_dtype
 
 #: Per-client values of an evaluate reply (besides its examples and confusion).
@@ -61,6 +62,8 @@ class BlockwiseStrategy(FedAvg):
         Seed of node sampling.
     transport : str (default: "fp32")
         How shared blocks travel in train and evaluate messages (``transport.py``).
+    optimizer : ServerOptimizer | None (default: None, plain averaging)
+        How each parameter moves towards its average (``server_optimizers.py``).
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class BlockwiseStrategy(FedAvg):
         evaluate_every: int = 1,
         seed: int = 0,
         transport: str = "fp32",
+        optimizer: ServerOptimizer | None = None,
     ) -> None:
         super().__init__(
             fraction_train=fraction_train,
@@ -86,6 +90,7 @@ class BlockwiseStrategy(FedAvg):
         self.num_rounds = num_rounds
         self.evaluate_every = evaluate_every
         self.transport = transport
+        self.optimizer = optimizer or ServerOptimizer()
         self._rng = random.Random(seed)
         self._global = ArrayRecord()
         # round -> the nodes drawn ahead to train in it
@@ -99,6 +104,12 @@ class BlockwiseStrategy(FedAvg):
         private = ", ".join(sorted(self.policy.private)) or "none"
         log(INFO, "\t├──> Policy: %s (private: %s)", self.policy.name, private)
         log(INFO, "\t├──> Transport of shared blocks: %s", self.transport)
+        log(
+            INFO,
+            "\t├──> Server optimizer: %s (learning rate %g)",
+            self.optimizer.name,
+            self.optimizer.learning_rate,
+        )
         log(
             INFO,
             "\t├──> Train fraction: %.2f, evaluate every %d round(s)",
@@ -189,6 +200,8 @@ class BlockwiseStrategy(FedAvg):
         result = None, None
         if updates:
             merged = aggregate_by_key(current, updates)
+            trained = {key for update, _ in updates for key in update}
+            merged = self.optimizer.step(current, merged, trained)
             arrays = ArrayRecord({k: Array(v) for k, v in merged.items()})
             summary = {
                 m.TRAIN_LOSS: m.weighted_mean(losses),

@@ -41,6 +41,8 @@ def test_pyproject_defaults_are_valid():
         ("test-fraction", 1.5, "(0, 1)"),
         ("private-blocks", "head", "custom"),
         ("transport", "int4", "fp32, fp16"),
+        ("server-optimizer", "adam", "fedadam"),
+        ("server-beta2", 1.0, "[0, 1)"),
     ],
 )
 def test_bad_run_config_names_key_value_and_allowed(key, value, allowed):

@@ -75,15 +75,19 @@ POLICIES: dict[str, frozenset[str]] = {
     "private-head-fusion": frozenset({HEAD, FUSION}),
 }
 CUSTOM = "custom"
+#: Every block private: nothing is sent, nothing averaged. The no-federation
+#: baseline, run by the same app, data, model and schedule.
+LOCAL = "local"
 
 
 def make_policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Policy:
     """Build a policy from the run config's ``aggregation`` and ``private-blocks``.
 
     ``custom`` takes a comma-separated list of private blocks, e.g.
-    ``"head,encoder:audio"``; each must be a block of the task (``modalities``).
+    ``"head,encoder:audio"``; each must be a block of the task (``modalities``);
+    ``local`` makes every block private.
     """
-    if name in POLICIES:
+    if name in POLICIES or name == LOCAL:
         if private_blocks:
             raise ConfigError(
                 "private-blocks",
@@ -91,9 +95,10 @@ def make_policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Po
                 "'' unless aggregation='custom'",
                 f"Policy '{name}' fixes its private blocks.",
             )
-        return Policy(name, POLICIES[name])
+        private = held_blocks(modalities) if name == LOCAL else POLICIES[name]
+        return Policy(name, private)
     if name != CUSTOM:
-        raise ConfigError("aggregation", name, ", ".join([*POLICIES, CUSTOM]))
+        raise ConfigError("aggregation", name, ", ".join([*POLICIES, LOCAL, CUSTOM]))
     known = sorted(held_blocks(modalities))
     chosen = frozenset(b.strip() for b in private_blocks.split(",") if b.strip())
     if not chosen or not chosen <= set(known):

@@ -4,7 +4,7 @@ what a results directory holds and the config it ran with."""
 from pathlib import Path
 
 from .benchmarks import TASKS
-from .blocks import CUSTOM, POLICIES, held_blocks
+from .blocks import CUSTOM, LOCAL, POLICIES, held_blocks
 from .config import toml_value
 from .data import PARTITIONERS
 from .fusion import FUSIONS
@@ -25,6 +25,7 @@ def describe_app() -> str:
     lines.append("Policies (run config 'aggregation'): private blocks")
     for name, private in POLICIES.items():
         lines.append(f"  {name:<20} {', '.join(sorted(private)) or 'none'}")
+    lines.append(f"  {LOCAL:<20} all (nothing is sent: the no-federation baseline)")
     lines.append(f"  {CUSTOM:<20} the run config's 'private-blocks'")
     lines.append(f"Fusions: {', '.join(FUSIONS)}")
     lines.append(f"Partitioners: {', '.join(PARTITIONERS)}")

@@ -172,3 +172,24 @@ def test_under_fp16_an_fp32_update_is_rejected_naming_the_dtype():
         if row["node_id"] == msg.metadata.dst_node_id
     ]
     assert "dtype float32, expected float16" in rejection["reason"]
+
+
+def test_the_local_policy_sends_no_arrays_in_any_message(tmp_path):
+    server = strategy("local")
+    nodes = contexts({**RUN_CONFIG, "aggregation": "local"})
+    start = global_arrays()
+    replies, arrays = train_round(server, start, nodes, server_round=1)
+    replies2, arrays = train_round(server, arrays, nodes, server_round=2)
+    messages = list(server.configure_evaluate(2, arrays, CONFIG, LocalGrid(nodes)))
+    export_models(
+        LocalGrid(nodes), server, arrays, tmp_path / "models",
+        run_index=0, server_round=2, int8=False, timeout=60,
+    )  # fmt: skip
+    for message in (*replies, *replies2, *messages):
+        assert not message.content.array_records.get("arrays", ArrayRecord())
+    assert not server.record.communication  # not a byte of parameters
+    assert not server.record.rejections
+    for key, array in start.items():  # nothing was averaged
+        np.testing.assert_array_equal(arrays[key].numpy(), array.numpy())
+    assert server.record.aggregated[1]["test-clients"] == len(NODES)  # yet evaluated
+    assert {row["status"] for row in server.record.models} == {"written"}

@@ -153,6 +153,7 @@ class ExperimentConfig:
     export_int8: bool
     transport: str
     server_optimizer: ServerOptimizer
+    proximal_mu: float
 
     def run_seed(self, run_index: int) -> int:
         """Seed of run ``run_index`` (``seed``, ``seed+1``, ...): initial weights,
@@ -200,7 +201,7 @@ class ExperimentConfig:
         for key in ("server-momentum", "server-beta1", "server-beta2"):
             if not 0.0 <= _get(config, key, float) < 1.0:
                 raise ConfigError(key, config[key], "a float in [0, 1)")
-        for key in ("momentum", "weight-decay"):
+        for key in ("momentum", "weight-decay", "proximal-mu"):
             if _get(config, key, float) < 0:
                 raise ConfigError(key, config[key], "a non-negative float")
         return cls(
@@ -239,6 +240,7 @@ class ExperimentConfig:
                 beta_2=_get(config, "server-beta2", float),
                 tau=_positive(config, "server-tau", float),
             ),
+            proximal_mu=_get(config, "proximal-mu", float),
         )
 
 

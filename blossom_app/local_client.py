@@ -148,6 +148,8 @@ class LocalClient:
             seed=local_seed(
                 exp.run_seed(run_index), self.setup.node.partition_id, server_round
             ),
+            proximal_mu=exp.proximal_mu,
+            anchored=exp.policy.shared_keys(model.state_dict()),
         )
 
     def evaluate(self, model: MultimodalModel) -> Evaluation:

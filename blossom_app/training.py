@@ -1,6 +1,7 @@
 """Local training and evaluation loops."""
 
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,16 @@ def _batches(loader: DataLoader, modalities: tuple[str, ...], device: torch.devi
         )
 
 
+def proximal_term(
+    model: nn.Module, anchor: Mapping[str, torch.Tensor], mu: float
+) -> torch.Tensor:
+    """FedProx's ``mu / 2 * ||w - w_anchor||^2`` over the parameters in
+    ``anchor`` (the shared blocks as received): it pulls only those."""
+    parameters = dict(model.named_parameters())
+    squares = [((parameters[key] - value) ** 2).sum() for key, value in anchor.items()]
+    return mu / 2 * torch.stack(squares).sum()
+
+
 def train(
     model: nn.Module,
     split: Split,
@@ -59,10 +70,15 @@ def train(
     weight_decay: float,
     device: torch.device,
     seed: int,
+    proximal_mu: float = 0.0,
+    anchored: Collection[str] = (),
 ) -> float:
-    """Train ``model`` in place with SGD; return the mean training loss per example.
+    """Train ``model`` in place with SGD; return the mean training loss per example
+    (the data loss, without the proximal term).
 
     ``seed`` fixes the shuffling and the dropout masks (see ``local_seed``).
+    With ``proximal_mu`` > 0, the parameters named in ``anchored`` are pulled
+    towards their values at the start (FedProx).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -75,12 +91,20 @@ def train(
         weight_decay=weight_decay,
     )
     criterion = nn.CrossEntropyLoss()
+    anchor = {
+        key: value.detach().clone()
+        for key, value in model.named_parameters()
+        if key in anchored
+    }
     total_loss, seen = 0.0, 0
     for _ in range(epochs):
         for inputs, labels in _batches(loader, model.modalities, device):
             optimizer.zero_grad()
             loss = criterion(model(inputs), labels)
-            loss.backward()
+            objective = loss
+            if proximal_mu > 0 and anchor:
+                objective = loss + proximal_term(model, anchor, proximal_mu)
+            objective.backward()
             optimizer.step()
             total_loss += loss.item() * len(labels)
             seen += len(labels)

@@ -43,6 +43,7 @@ def test_pyproject_defaults_are_valid():
         ("transport", "int4", "fp32, fp16"),
         ("server-optimizer", "adam", "fedadam"),
         ("server-beta2", 1.0, "[0, 1)"),
+        ("proximal-mu", -0.1, "non-negative"),
     ],
 )
 def test_bad_run_config_names_key_value_and_allowed(key, value, allowed):

@@ -34,3 +34,36 @@ def test_local_seeds_differ_per_client_round_and_run():
     seeds = {local_seed(run, client, rnd) for run in (42, 43) for client in range(10)
              for rnd in range(1, 4)}  # fmt: skip
     assert len(seeds) == 2 * 10 * 3
+
+
+def test_fedprox_pulls_only_the_shared_blocks():
+    from flwr.app import ArrayRecord, Context, RecordDict
+    from rounds import RUN_CONFIG
+
+    from blossom_app.local_client import LocalClient
+    from blossom_app.training import proximal_term
+
+    config = {**RUN_CONFIG, "aggregation": "private-head", "proximal-mu": 10.0}
+    node = {"partition-id": 2, "num-partitions": 3}
+    client = LocalClient.from_context(Context(1, 7, node, RecordDict(), config))
+    model = client.personalized_model(0, ArrayRecord())
+    shared = client.experiment.policy.shared_keys(model.state_dict())
+    anchor = {k: v.detach() + 0.1 for k, v in model.named_parameters() if k in shared}
+    proximal_term(model, anchor, mu=10.0).backward()
+    for key, parameter in model.named_parameters():
+        pulled = parameter.grad is not None and bool(parameter.grad.abs().sum() > 0)
+        assert pulled == (key in shared), key  # never a private (head) parameter
+
+    # in training: shared blocks stay nearer to what was received
+    def distance_after(mu: float) -> dict[str, float]:
+        ctx = Context(1, 7, node, RecordDict(), {**config, "proximal-mu": mu})
+        local = LocalClient.from_context(ctx)
+        trained = local.personalized_model(0, ArrayRecord())
+        start = {k: v.clone() for k, v in trained.state_dict().items()}
+        local.train(trained, 0, server_round=1)
+        return {
+            k: float((v - start[k]).norm()) for k, v in trained.state_dict().items()
+        }
+
+    plain, proximal = distance_after(0.0), distance_after(10.0)
+    assert sum(proximal[k] for k in shared) < sum(plain[k] for k in shared)

@@ -175,7 +175,8 @@ def parser() -> argparse.ArgumentParser:
         description="Run every cell of datasets x partitioners x policies x mixes "
         "as one `flwr run` simulation (one SuperNode per client of the mix). "
         "Cells already complete with the same run config are skipped, so an "
-        "interrupted sweep resumes. The default grid is the paper's 18 cells.",
+        "interrupted sweep resumes. The default grid is the paper's 18 cells plus "
+        "the local baseline (training alone) for each partitioner and mix.",
     )
     paper = SweepGrid()
     sweep.add_argument("--datasets", nargs="+", default=paper.datasets)

@@ -75,14 +75,20 @@ class Cell:
 class SweepGrid:
     """Which experiments a sweep runs: every combination of these values.
 
-    The defaults are the paper's grid per dataset: 2 partitioners x 3 mixes x
-    3 policies = 18 experiments.
+    The defaults are the paper's grid per dataset, 2 partitioners x 3 mixes x
+    3 policies, plus the ``local`` baseline (training alone) on each partitioner
+    and mix: 24 experiments.
     """
 
     datasets: tuple[str, ...] = ("watch",)
     partitioners: tuple[str, ...] = ("iid", "dirichlet")
     mixes: tuple[str, ...] = ("0-0-10", "3-3-4", "5-5-0")
-    policies: tuple[str, ...] = ("full-model", "private-head", "private-head-fusion")
+    policies: tuple[str, ...] = (
+        "full-model",
+        "private-head",
+        "private-head-fusion",
+        "local",
+    )
 
     def cells(
         self, app_dir: Path, root: Path, overrides: Mapping[str, Scalar]

@@ -107,3 +107,29 @@ def test_no_baseline_no_gain_and_cli_prints_the_table(tmp_path, capsys):
     [row] = read_rows(tmp_path / "watch" / "iid" / "comparison" / "comparison.csv")
     assert row["weighted_accuracy_gain_pct"] == ""
     assert main(["compare", str(tmp_path / "nothing-here")]) == 1
+
+
+def test_every_policy_is_also_compared_with_training_alone(tmp_path):
+    for policy, finals in (
+        ("private-head-fusion", [0.6]),
+        ("full-model", [0.5]),
+        ("local", [0.48]),
+    ):
+        complete_experiment(make_experiment(tmp_path, "3-3-4", policy, finals))
+
+    [comparison] = compare([tmp_path])
+
+    rows = read_rows(comparison.out / "comparison.csv")
+    assert [row["policy"] for row in rows] == [
+        "full-model",
+        "local",
+        "private-head-fusion",
+    ]
+    federated = rows[2]
+    assert number(federated["weighted_accuracy_gain_local_pct"]) == pytest.approx(
+        relative_gain(0.6, 0.48)
+    )
+    assert number(rows[0]["weighted_accuracy_gain_local_pct"]) == pytest.approx(
+        relative_gain(0.5, 0.48)
+    )
+    assert "vs local" in comparison.text and "+25.0 %" in comparison.text

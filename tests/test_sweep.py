@@ -21,9 +21,10 @@ def tiny_grid(policies: tuple[str, ...] = POLICIES) -> SweepGrid:
     return SweepGrid(("watch",), ("iid",), ("1-1-1",), policies)
 
 
-def test_default_grid_is_the_papers_18_cells(tmp_path):
+def test_default_grid_is_the_papers_18_cells_and_the_local_baseline(tmp_path):
     cells = SweepGrid().cells(APP, tmp_path, {})
-    assert len({cell.name for cell in cells}) == 18
+    assert len({cell.name for cell in cells}) == 18 + 6
+    assert sum(cell.name.endswith("/local") for cell in cells) == 6
     assert {cell.config.mix.num_clients for cell in cells} == {10}
     assert cells[0].name == "watch/iid/0-0-10/full-model"
     assert cells[0].run_config["results-dir"] == str(tmp_path)

@@ -1,6 +1,7 @@
 """Compare finished experiments of one dataset and partitioner: aggregation
 policies x modality mixes (final metric +- std over runs, and each policy's
-relative gain over ``full-model`` on the same mix).
+relative gain over ``full-model`` and, where it was run, over ``local``, the
+no-federation baseline, on the same mix).
 
 Writes ``<root>/<dataset>/<partitioner>/comparison/``: ``comparison.csv``,
 ``comparison.md`` and ``comparison_*.png``.
@@ -33,6 +34,8 @@ from .plots import (
 )
 
 BASELINE = "full-model"
+#: Training alone: the row every federated policy must beat.
+LOCAL = "local"
 
 #: Compared columns of the averaged aggregated_metrics.csv -> header text.
 COMPARED = {
@@ -111,19 +114,22 @@ def megabytes_per_round(experiment: Path) -> float:
     return sum(per_run) / len(per_run) if per_run else math.nan
 
 
-def _policy_order(policy: str) -> tuple[bool, str]:
-    return policy != BASELINE, policy
+def _policy_order(policy: str) -> tuple[int, str]:
+    """full-model, local, then the other policies by name."""
+    return {BASELINE: 0, LOCAL: 1}.get(policy, 2), policy
 
 
 def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object]]:
     """One row per mix and policy: runs, final round, and per compared metric
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_gain_pct`` (relative gain
-    over ``full-model`` of the same mix), then ``mb_per_round``."""
+    over ``full-model`` of the same mix), ``<metric>_gain_local_pct`` (over
+    ``local``), then ``mb_per_round``."""
     chosen = sorted(experiments, key=lambda e: (e.mix, _policy_order(e.policy)))
     finals = {(e.mix, e.policy): e for e in chosen}
     table = []
     for experiment in chosen:
         baseline = finals.get((experiment.mix, BASELINE))
+        alone = finals.get((experiment.mix, LOCAL))
         row: dict[str, object] = {
             "mix": experiment.mix,
             "policy": experiment.policy,
@@ -136,6 +142,8 @@ def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object
             row[f"{column}_mean"] = mean
             row[f"{column}_std"] = std
             row[f"{column}_gain_pct"] = relative_gain(mean, base)
+            base = final(alone.aggregated, column)[1] if alone else math.nan
+            row[f"{column}_gain_local_pct"] = relative_gain(mean, base)
         row["mb_per_round"] = megabytes_per_round(experiment.path)
         table.append(row)
     return table
@@ -143,21 +151,25 @@ def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object
 
 def _cells(table: Sequence[Mapping[str, object]]) -> tuple[list[str], list[list[str]]]:
     """Header and text cells shared by the printed and the markdown table."""
+    gains = {"_gain_pct": BASELINE}
+    if any(row["policy"] == LOCAL for row in table):
+        gains["_gain_local_pct"] = LOCAL
     header = ["mix", "policy", "runs", "rounds"]
     for text in COMPARED.values():
-        header += [text, "gain"]
+        header += [text, *(f"vs {baseline}" for baseline in gains.values())]
     header.append("MB/round")
     rows = []
     for row in table:
         cells = [str(row[k]) for k in ("mix", "policy", "runs", "rounds")]
         for column in COMPARED:
             mean, std = row[f"{column}_mean"], row[f"{column}_std"]
-            gain = row[f"{column}_gain_pct"]
             cells.append(f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}"))
-            if row["policy"] == BASELINE:
-                cells.append("(base)")
-            else:
-                cells.append("n/a" if math.isnan(gain) else f"{gain:+.1f} %")
+            for suffix, baseline in gains.items():
+                gain = row[f"{column}{suffix}"]
+                if row["policy"] == baseline:
+                    cells.append("(base)")
+                else:
+                    cells.append("n/a" if math.isnan(gain) else f"{gain:+.1f} %")
         cells.append(f"{row['mb_per_round']:.2f}")
         rows.append(cells)
     return header, rows

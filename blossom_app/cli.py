@@ -1,5 +1,6 @@
 """The ``blossom`` command: ``run`` runs the Flower app once (a local
-simulation sized to its modality mix), ``sweep`` runs an experiment grid,
+simulation sized to its modality mix), ``centralized`` trains the pooled-data
+baseline, ``sweep`` runs an experiment grid,
 ``compare`` tables and plots finished experiments, ``export`` re-exports a
 saved personalized model to ONNX, ``info`` describes the app or a results
 directory."""
@@ -77,6 +78,22 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def _centralized(args: argparse.Namespace) -> int:
+    from .centralized import run_centralized  # torch: only for this command
+
+    overrides = _overrides("centralized", args.run_config)
+    if overrides is None:
+        return 2
+    run_config = {**app_defaults(args.app.resolve()), **overrides}
+    try:
+        config = ExperimentConfig.from_run_config(run_config)
+    except ConfigError as error:
+        print(f"blossom centralized: {error}", file=sys.stderr)
+        return 2
+    print(f"Centralized baseline written to {run_centralized(config, run_config)}")
     return 0
 
 
@@ -168,6 +185,24 @@ def parser() -> argparse.ArgumentParser:
         "--cpus-per-client", type=int, default=1, help="CPUs per simulated client"
     )
     run.set_defaults(handler=_run)
+
+    centralized = commands.add_parser(
+        "centralized",
+        help="the centralized baseline: one model per modality set on all "
+        "clients' training data",
+        description="Train one model per modality set of the mix on the union "
+        "of every client's train split (same model, optimizer, batch size and "
+        "schedule as the run config), evaluate each client on its own test "
+        "split, and write it as an experiment of policy 'centralized' in the "
+        "results tree, where `blossom compare` shows it beside the policies.",
+    )
+    centralized.add_argument(
+        "--app", type=Path, default=Path("."), help="app dir (default: .)"
+    )
+    centralized.add_argument(
+        "--run-config", action="append", help="e.g. \"partitioner='natural'\""
+    )
+    centralized.set_defaults(handler=_centralized)
 
     sweep = commands.add_parser(
         "sweep",

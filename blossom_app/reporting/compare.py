@@ -115,8 +115,8 @@ def megabytes_per_round(experiment: Path) -> float:
 
 
 def _policy_order(policy: str) -> tuple[int, str]:
-    """full-model, local, then the other policies by name."""
-    return {BASELINE: 0, LOCAL: 1}.get(policy, 2), policy
+    """full-model, local, centralized, then the other policies by name."""
+    return {BASELINE: 0, LOCAL: 1, "centralized": 2}.get(policy, 3), policy
 
 
 def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object]]:

@@ -7,6 +7,7 @@ from blossom_app.cli import main
 from blossom_app.config import ExperimentConfig
 from blossom_app.local_client import LocalClient
 from blossom_app.reporting.csv_files import number, read_rows
+from blossom_app.reporting.summary import final_table
 
 
 def test_centralized_baseline_evaluates_every_client_on_its_own_test_split(tmp_path):
@@ -30,6 +31,8 @@ def test_centralized_baseline_evaluates_every_client_on_its_own_test_split(tmp_p
         assert row["modalities"] == "+".join(client.setup.modalities)
     [final] = read_rows(path / "aggregated_metrics.csv")
     assert 0.0 < number(final["weighted_accuracy_mean"]) <= 1.0
+
+    assert final_table(path).startswith("Models after round 1 (")
 
     assert main(["compare", str(tmp_path)]) == 0
     [row] = read_rows(tmp_path / "watch" / "iid" / "comparison" / "comparison.csv")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..protocol import STATUS, WRITTEN
 from .csv_files import read_rows
-from .layout import AGGREGATED, MODALITIES, MODELS, describe, run_dirs
+from .layout import AGGREGATED, MODALITIES, MODELS, describe, labels, run_dirs
 
 
 def _cell(row: dict[str, str], column: str) -> str:
@@ -26,9 +26,11 @@ def final_table(experiment: Path) -> str:
     final = evaluated[-1]
     last = final["round"]
     header = f"{'modalities':<16} {'clients':>7}  {'accuracy':<15}  {'macro-F1':<15}"
+    # the centralized baseline's models are shared by every client of a set
+    centralized = labels(experiment)["aggregation"] == "centralized"
+    kind = "Models" if centralized else "Personalized models"
     lines = [
-        f"Personalized models after round {last} ({describe(experiment)}, "
-        f"{final['runs']} run(s)):",
+        f"{kind} after round {last} ({describe(experiment)}, {final['runs']} run(s)):",
         header,
     ]
     for row in read_rows(experiment / MODALITIES):

@@ -29,8 +29,8 @@ import harness
 import torch
 from torch import nn
 
+from blossom_app.centralized import client_data
 from blossom_app.config import ExperimentConfig
-from blossom_app.data import load_client_data
 from blossom_app.model import build_model
 from blossom_app.sweep import app_defaults
 
@@ -45,17 +45,7 @@ def client_work(config: ExperimentConfig, partition_id: int) -> float:
     its compute seconds."""
     torch.set_num_threads(1)
     modalities = config.mix.modalities_for(partition_id)
-    data = load_client_data(
-        config.task,
-        source=config.data_source,
-        partitioner=config.partitioner,
-        partition_id=partition_id,
-        num_partitions=config.mix.num_clients,
-        modalities=modalities,
-        alpha=config.dirichlet_alpha,
-        seed=config.seed,
-        test_fraction=config.test_fraction,
-    )
+    data = client_data(config, partition_id, modalities)
     start = time.perf_counter()
     train_x = {m: torch.from_numpy(data.train.inputs[m]) for m in modalities}
     train_y = torch.from_numpy(data.train.labels)

@@ -22,6 +22,7 @@ from . import metrics as m
 from .blocks import Policy
 from .config import ExperimentConfig, Scalar
 from .data import ClientData, Split, load_client_data
+from .evaluations import RoundEvaluations
 from .fleet import NodeProfile
 from .model import build_model
 from .reporting.output import ExperimentOutput
@@ -31,7 +32,10 @@ from .training import cosine_lr, evaluate, local_seed, train
 POLICY = "centralized"
 
 
-def _client_data(config: ExperimentConfig, partition_id: int, modalities) -> ClientData:
+def client_data(
+    config: ExperimentConfig, partition_id: int, modalities: tuple[str, ...]
+) -> ClientData:
+    """Client ``partition_id``'s arrays in ``modalities`` under ``config``'s split."""
     return load_client_data(
         config.task,
         source=config.data_source,
@@ -61,11 +65,11 @@ def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> 
     sets = sorted({config.mix.modalities_for(p) for p in clients})
     # every client's train windows, in each modality set's columns
     pooled = {
-        modalities: _union([_client_data(config, p, modalities).train for p in clients])
+        modalities: _union([client_data(config, p, modalities).train for p in clients])
         for modalities in sets
     }
     tests = {
-        p: _client_data(config, p, config.mix.modalities_for(p)).test for p in clients
+        p: client_data(config, p, config.mix.modalities_for(p)).test for p in clients
     }
     profiles = {
         p: NodeProfile(p, config.mix.modalities_for(p), p, 0, len(tests[p]), "cpu", "")
@@ -77,6 +81,7 @@ def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> 
     for run_index in range(config.num_runs):
         seed = config.run_seed(run_index)
         record = RunRecord(profiles)
+        evaluations = RoundEvaluations(record)
         models = {s: build_model(config.task, s, config.fusion, seed) for s in sets}
         rounds = config.num_server_rounds
         for server_round in range(1, rounds + 1):
@@ -97,26 +102,13 @@ def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> 
                 )
             if server_round % config.evaluate_every and server_round != rounds:
                 continue
-            clients_row, confusions = [], []
             for p in clients:
+                model = models[profiles[p].modalities]
                 result = evaluate(
-                    models[profiles[p].modalities],
-                    tests[p],
-                    num_classes=config.task.num_classes,
-                    device=device,
+                    model, tests[p], num_classes=config.task.num_classes, device=device
                 )
-                values = {
-                    m.TEST_EXAMPLES: result.num_examples,
-                    m.TEST_LOSS: result.loss,
-                    m.ACCURACY: result.accuracy,
-                    m.MACRO_F1: result.macro_f1,
-                }
-                clients_row.append(values)
-                confusions.append(result.confusion)
-                columns = {m.column(k): v for k, v in values.items()}
-                record.evaluate.append(record.client_row(server_round, p, **columns))
-            summary = m.summarize_evaluation(clients_row, confusions)
-            record.aggregated[server_round].update(summary)
+                evaluations.collect(server_round, p, result.to_metrics())
+            summary = evaluations.summarize(server_round)
             log(
                 INFO,
                 "Centralized, run %d, round %d: weighted accuracy %.3f",

@@ -9,7 +9,6 @@ from flwr.clientapp import ClientApp
 from . import metrics as m
 from .local_client import LocalClient
 from .protocol import EVALUATE_FIRST, EVALUATION, EXPORT_RECORD
-from .training import Evaluation
 
 app = ClientApp()
 
@@ -33,7 +32,7 @@ def train_handler(msg: Message, context: Context) -> Message:
     model = client.personalized_model(run_index, msg.content["arrays"])
     content = RecordDict()
     if config.get(EVALUATE_FIRST, False):
-        content[EVALUATION] = evaluation_metrics(client.evaluate(model))
+        content[EVALUATION] = client.evaluate(model).to_metrics()
     loss = client.train(model, run_index, server_round)
     client.keep_private(run_index, model)
     content["arrays"] = client.shared_update(model)
@@ -55,20 +54,7 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     result = client.evaluate(
         client.personalized_model(run_index, msg.content["arrays"])
     )
-    return Message(RecordDict({"metrics": evaluation_metrics(result)}), reply_to=msg)
-
-
-def evaluation_metrics(result: Evaluation) -> MetricRecord:
-    """An evaluation as its reply carries it."""
-    return MetricRecord(
-        {
-            m.TEST_EXAMPLES: result.num_examples,
-            m.TEST_LOSS: result.loss,
-            m.ACCURACY: result.accuracy,
-            m.MACRO_F1: result.macro_f1,
-            m.CONFUSION: result.confusion.ravel().tolist(),
-        }
-    )
+    return Message(RecordDict({"metrics": result.to_metrics()}), reply_to=msg)
 
 
 @app.query("export")

@@ -28,16 +28,13 @@ from flwr.supercore import log
 from . import metrics as m
 from .aggregation import InvalidUpdate, aggregate_by_key, check_update
 from .blocks import Policy
+from .evaluations import RoundEvaluations
 from .exchange import Exchange
 from .fleet import Fleet, describe
 from .protocol import EVALUATE_FIRST, EVALUATION
-from .replies import problem
 from .run_record import RunRecord
 from .server_optimizers import ServerOptimizer
 from .transport import wire_dtype
-
-#: Per-client values of an evaluate reply (besides its examples and confusion).
-EVALUATED = (m.TEST_LOSS, m.ACCURACY, m.MACRO_F1)
 
 
 class BlockwiseStrategy(FedAvg):
@@ -95,9 +92,8 @@ class BlockwiseStrategy(FedAvg):
         self._global = ArrayRecord()
         # round -> the nodes drawn ahead to train in it
         self._drawn: dict[int, list[int]] = {}
-        # round -> its evaluations so far: (partition, client values, confusion)
-        self._evaluations: dict[int, list[tuple[int, dict, object]]] = {}
         self.record = RunRecord(fleet.profiles)
+        self.evaluations = RoundEvaluations(self.record)
         self.exchange = Exchange(policy, held_keys, fleet, self.record, transport)
 
     def summary(self) -> None:
@@ -153,7 +149,6 @@ class BlockwiseStrategy(FedAvg):
     ) -> Iterable[Message]:
         if not self._evaluated(server_round):
             return []
-        self._evaluations[server_round] = []
         nodes = self.exchange.present(server_round, MessageType.EVALUATE, grid)
         if server_round < self.num_rounds:
             # the next round's nodes evaluate these blocks when they arrive
@@ -215,8 +210,8 @@ class BlockwiseStrategy(FedAvg):
         if self._evaluated(previous):
             for answer in accepted:
                 evaluation = answer.reply.content.metric_records.get(EVALUATION)
-                self._collect_evaluation(previous, answer.node_id, evaluation)
-            summary = self._summarize_evaluation(previous)
+                self.evaluations.collect(previous, answer.node_id, evaluation)
+            summary = self.evaluations.summarize(previous)
             if summary is not None:
                 log(INFO, "\t└──> Evaluation of round %d: %s", previous, summary)
         return result
@@ -228,48 +223,7 @@ class BlockwiseStrategy(FedAvg):
             MessageType.EVALUATE, server_round, replies, None, ()
         )
         for answer in accepted:
-            self._collect_evaluation(server_round, answer.node_id, answer.metrics)
+            self.evaluations.collect(server_round, answer.node_id, answer.metrics)
         if server_round < self.num_rounds:
             return None  # completed by the next round's training replies
-        return self._summarize_evaluation(server_round)
-
-    def _collect_evaluation(
-        self, server_round: int, node_id: int, metrics: Metrics | None
-    ) -> None:
-        """Keep one node's evaluation of ``server_round``'s model, or record why
-        it is unusable."""
-        phase = MessageType.EVALUATE
-        evaluations = self._evaluations.setdefault(server_round, [])
-        reason = problem(
-            metrics or Metrics(), m.TEST_EXAMPLES, (*EVALUATED, m.CONFUSION)
-        )
-        if reason is None:
-            like = evaluations[0][2] if evaluations else None
-            try:
-                confusion = m.confusion_matrix(metrics[m.CONFUSION], like)
-            except ValueError as error:
-                reason = str(error)
-        if reason is not None:
-            self.record.reject(server_round, phase, node_id, reason)
-            return
-        values = {m.TEST_EXAMPLES: metrics[m.TEST_EXAMPLES]}
-        values |= {key: float(metrics[key]) for key in EVALUATED}
-        partition = self.profiles[node_id].partition_id
-        evaluations.append((partition, values, confusion))
-        columns = {m.column(key): value for key, value in values.items()}
-        self.record.evaluate.append(
-            self.record.client_row(server_round, node_id, **columns)
-        )
-
-    def _summarize_evaluation(self, server_round: int) -> Metrics | None:
-        """The round's evaluation over its clients, in partition order (so sums
-        repeat exactly), recorded in ``record.aggregated``; None if nobody's."""
-        evaluations = sorted(
-            self._evaluations.pop(server_round, []), key=lambda item: item[0]
-        )
-        if not evaluations:
-            return None
-        _, clients, confusions = zip(*evaluations, strict=True)
-        summary = m.summarize_evaluation(list(clients), list(confusions))
-        self.record.aggregated[server_round].update(summary)
-        return Metrics(summary)
+        return self.evaluations.summarize(server_round)

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from flwr.app import MetricRecord
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from . import metrics as m
 from .data import Split
 from .metrics import accuracy, macro_f1
 
@@ -121,6 +123,18 @@ class Evaluation:
     macro_f1: float
     confusion: np.ndarray
     num_examples: int
+
+    def to_metrics(self) -> MetricRecord:
+        """As an evaluate reply carries it (keys in ``metrics.py``)."""
+        return MetricRecord(
+            {
+                m.TEST_EXAMPLES: self.num_examples,
+                m.TEST_LOSS: self.loss,
+                m.ACCURACY: self.accuracy,
+                m.MACRO_F1: self.macro_f1,
+                m.CONFUSION: self.confusion.ravel().tolist(),
+            }
+        )
 
 
 #: Evaluation keeps no gradients, so it runs in large batches whatever the

@@ -32,8 +32,8 @@ import harness
 
 from blossom_app.config import ExperimentConfig
 from blossom_app.model import build_model
+from blossom_app.presets import app_defaults
 from blossom_app.reporting.layout import COMMUNICATION
-from blossom_app.sweep import app_defaults
 
 NAME = "communication"
 TITLE = "Communication (`bench/communication.py`)"

@@ -187,14 +187,10 @@ def sample_tree(root: int, peaks: dict[str, Peak], seen: dict[str, set]) -> None
         peak.processes = len(seen[kind])
 
 
-def simulate(
-    run_config: Mapping[str, object],
-    num_supernodes: int,
-    workdir: Path,
-    sample_memory: bool = False,
-) -> SimRun:
-    """Run ``blossom run`` once (a local simulation) in ``workdir``; raise
-    RuntimeError with the end of its output if it fails."""
+def isolated_env(workdir: Path) -> tuple[dict[str, str], Path]:
+    """The environment of a Flower run of its own under ``workdir``: its
+    ``FLWR_HOME`` (returned too: stop what names it afterwards), SuperLink
+    ports and results directory, telemetry and update checks off."""
     workdir.mkdir(parents=True, exist_ok=True)
     home = workdir / "flwr-home"
     http_port, control_port = free_ports(2)
@@ -207,6 +203,18 @@ def simulate(
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "BLOSSOM_RESULTS_DIR": str(workdir / "results"),
     }
+    return env, home
+
+
+def simulate(
+    run_config: Mapping[str, object],
+    num_supernodes: int,
+    workdir: Path,
+    sample_memory: bool = False,
+) -> SimRun:
+    """Run ``blossom run`` once (a local simulation) in ``workdir``; raise
+    RuntimeError with the end of its output if it fails."""
+    env, home = isolated_env(workdir)
     command = [
         str(BLOSSOM),
         "run",

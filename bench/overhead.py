@@ -32,7 +32,7 @@ from torch import nn
 from blossom_app.centralized import client_data
 from blossom_app.config import ExperimentConfig
 from blossom_app.model import build_model
-from blossom_app.sweep import app_defaults
+from blossom_app.presets import app_defaults
 
 NAME = "overhead"
 TITLE = "Overhead (`bench/overhead.py`)"

@@ -1,9 +1,11 @@
 """Blocks and aggregation policies.
 
 A block is a named group of parameters: ``encoder:<modality>``, ``fusion`` or
-``head``. This module is the only place that maps a parameter key to its block.
-A policy says which blocks are private (never leave the client); every other
-block is shared (averaged on the server).
+``head``, and ``normalization`` (the client's input statistics, buffers of no
+gradient). This module is the only place that maps a parameter key to its
+block. A policy says which blocks are private (never leave the client); every
+other block is shared (averaged on the server). ``normalization`` is private
+under every policy.
 """
 
 from collections.abc import Iterable
@@ -15,9 +17,15 @@ from .errors import ConfigError
 
 HEAD = "head"
 FUSION = "fusion"
+NORMALIZATION = "normalization"
 ENCODER_PREFIX = "encoder:"
 
-_KEY_PREFIXES = (("encoders.", ENCODER_PREFIX), ("fusion.", FUSION), ("head.", HEAD))
+_KEY_PREFIXES = (
+    ("encoders.", ENCODER_PREFIX),
+    ("fusion.", FUSION),
+    ("head.", HEAD),
+    ("normalizers.", NORMALIZATION),
+)
 
 
 def encoder_block(modality: str) -> str:
@@ -29,7 +37,8 @@ def block_of(key: str) -> str:
     """Map a parameter key to its block.
 
     ``encoders.acc.conv.0.weight`` -> ``encoder:acc``; ``fusion.score.weight`` ->
-    ``fusion``; ``head.0.bias`` -> ``head``. Prefixes match with their trailing
+    ``fusion``; ``head.0.bias`` -> ``head``; ``normalizers.acc.mean`` ->
+    ``normalization``. Prefixes match with their trailing
     dot, so ``encoders.acc.`` never matches ``encoders.acc_watch.``.
     """
     for prefix, block in _KEY_PREFIXES:
@@ -43,8 +52,11 @@ def block_of(key: str) -> str:
 
 
 def held_blocks(modalities: Iterable[str]) -> frozenset[str]:
-    """Blocks a client holding ``modalities`` has: its encoders, fusion, head."""
-    return frozenset({FUSION, HEAD, *(encoder_block(m) for m in modalities)})
+    """Blocks a client holding ``modalities`` has: its encoders, fusion, head
+    and its input normalization."""
+    return frozenset(
+        {NORMALIZATION, FUSION, HEAD, *(encoder_block(m) for m in modalities)}
+    )
 
 
 def format_modalities(modalities: Iterable[str]) -> str:
@@ -52,12 +64,21 @@ def format_modalities(modalities: Iterable[str]) -> str:
     return "+".join(sorted(modalities))
 
 
+def format_blocks(blocks: Iterable[str]) -> str:
+    """A block set as one string: sorted, ``+``-joined (``fusion+head``); ``-``
+    when empty."""
+    return "+".join(sorted(blocks)) or "-"
+
+
 @dataclass(frozen=True)
 class Policy:
-    """Which blocks stay on the client."""
+    """Which blocks stay on the client (``normalization`` always does)."""
 
     name: str
     private: frozenset[str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "private", self.private | {NORMALIZATION})
 
     def is_private_key(self, key: str) -> bool:
         return block_of(key) in self.private
@@ -80,13 +101,28 @@ CUSTOM = "custom"
 LOCAL = "local"
 
 
-def make_policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Policy:
-    """Build a policy from the run config's ``aggregation`` and ``private-blocks``.
+#: Suffix of a policy's name under adaptive personalization
+#: (``full-model+adaptive``): the same private blocks, chosen per client.
+ADAPTIVE_SUFFIX = "+adaptive"
+
+
+def make_policy(
+    name: str, private_blocks: str, modalities: Iterable[str], adaptive: bool = False
+) -> Policy:
+    """Build a policy from the run config's ``aggregation`` and ``private-blocks``
+    (named ``<aggregation>+adaptive`` under adaptive personalization).
 
     ``custom`` takes a comma-separated list of private blocks, e.g.
     ``"head,encoder:audio"``; each must be a block of the task (``modalities``);
     ``local`` makes every block private.
     """
+    policy = _policy(name, private_blocks, modalities)
+    if adaptive:
+        return Policy(policy.name + ADAPTIVE_SUFFIX, policy.private)
+    return policy
+
+
+def _policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Policy:
     if name in POLICIES or name == LOCAL:
         if private_blocks:
             raise ConfigError(
@@ -99,7 +135,7 @@ def make_policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Po
         return Policy(name, private)
     if name != CUSTOM:
         raise ConfigError("aggregation", name, ", ".join([*POLICIES, LOCAL, CUSTOM]))
-    known = sorted(held_blocks(modalities))
+    known = sorted(held_blocks(modalities) - {NORMALIZATION})
     chosen = frozenset(b.strip() for b in private_blocks.split(",") if b.strip())
     if not chosen or not chosen <= set(known):
         raise ConfigError(

@@ -3,9 +3,10 @@
 For each modality set of the mix, one model trains on the union of every
 client's train split (those modalities), with the run's model, optimizer,
 batch size and schedule: ``num-server-rounds x local-epochs`` epochs, the
-learning rate cosine-decayed per round as in the federation. After each round
-(``evaluate-every``) each client is evaluated on its own test split with its
-set's model. The result is written as an experiment of policy
+learning rate cosine-decayed per round as in the federation; with
+``normalize-inputs``, inputs standardized with the pooled train statistics.
+After each round (``evaluate-every``) each client is evaluated on its own
+test split with its set's model. The result is written as an experiment of policy
 ``centralized`` in the same results tree, so ``blossom compare`` puts it next
 to the federated policies and ``local``.
 """
@@ -83,6 +84,9 @@ def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> 
         record = RunRecord(profiles)
         evaluations = RoundEvaluations(record)
         models = {s: build_model(config.task, s, config.fusion, seed) for s in sets}
+        if config.normalize_inputs:  # the pooled train split's statistics
+            for modalities, model in models.items():
+                model.fit_normalization(pooled[modalities])
         rounds = config.num_server_rounds
         for server_round in range(1, rounds + 1):
             for modalities, model in models.items():

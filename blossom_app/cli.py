@@ -16,9 +16,10 @@ from .config import ExperimentConfig
 from .errors import ConfigError
 from .flwr_runner import installing_superexecs, run_app, this_environment
 from .info import describe_app, describe_results
+from .presets import app_defaults, resolve_preset
 from .reporting.compare import Comparison, compare
 from .reporting.layout import RESULTS_ENV, results_root
-from .sweep import SweepGrid, app_defaults, run_sweep
+from .sweep import SweepGrid, run_sweep
 
 FAILURE_TAIL = 40  # lines of a failed cell's `flwr run` output to show
 
@@ -48,7 +49,8 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     app = args.app.resolve()
     try:
-        config = ExperimentConfig.from_run_config({**app_defaults(app), **overrides})
+        defaults = app_defaults(app)
+        config = ExperimentConfig.from_run_config({**defaults, **overrides}, defaults)
     except ConfigError as error:
         print(f"blossom run: {error}", file=sys.stderr)
         return 2
@@ -87,9 +89,11 @@ def _centralized(args: argparse.Namespace) -> int:
     overrides = _overrides("centralized", args.run_config)
     if overrides is None:
         return 2
-    run_config = {**app_defaults(args.app.resolve()), **overrides}
+    app = args.app.resolve()
+    defaults = app_defaults(app)
     try:
-        config = ExperimentConfig.from_run_config(run_config)
+        run_config = resolve_preset({**defaults, **overrides}, defaults, app)
+        config = ExperimentConfig.from_run_config(run_config, defaults)
     except ConfigError as error:
         print(f"blossom centralized: {error}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ from flwr.clientapp import ClientApp
 
 from . import metrics as m
 from .local_client import LocalClient
-from .protocol import EVALUATE_FIRST, EVALUATION, EXPORT_RECORD
+from .protocol import EVALUATE_FIRST, EVALUATION, EXPORT_RECORD, PERSONALIZATION
 
 app = ClientApp()
 
@@ -32,7 +32,7 @@ def train_handler(msg: Message, context: Context) -> Message:
     model = client.personalized_model(run_index, msg.content["arrays"])
     content = RecordDict()
     if config.get(EVALUATE_FIRST, False):
-        content[EVALUATION] = client.evaluate(model).to_metrics()
+        content[EVALUATION], content[PERSONALIZATION] = client.evaluation_records(model)
     loss = client.train(model, run_index, server_round)
     client.keep_private(run_index, model)
     content["arrays"] = client.shared_update(model)
@@ -51,10 +51,11 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
     """Evaluate the personalized model (shared + private) on the local test split."""
     client = LocalClient.from_context(context)
     run_index = int(msg.content["config"]["run-index"])
-    result = client.evaluate(
+    metrics, own = client.evaluation_records(
         client.personalized_model(run_index, msg.content["arrays"])
     )
-    return Message(RecordDict({"metrics": result.to_metrics()}), reply_to=msg)
+    content = RecordDict({"metrics": metrics, PERSONALIZATION: own})
+    return Message(content, reply_to=msg)
 
 
 @app.query("export")

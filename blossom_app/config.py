@@ -16,10 +16,14 @@ from .blocks import Policy, make_policy
 from .data import PARTITIONERS
 from .errors import ConfigError
 from .fusion import FUSIONS
+from .presets import PRESET, resolve_preset
 from .server_optimizers import SERVER_OPTIMIZERS, ServerOptimizer
 from .transport import WIRE_DTYPES
 
 Scalar = int | float | str | bool
+
+#: How a client composes its personalized model (``personalization.py``).
+PERSONALIZATIONS = ("fixed", "adaptive")
 
 
 def toml_value(value: Scalar) -> str:
@@ -154,6 +158,10 @@ class ExperimentConfig:
     transport: str
     server_optimizer: ServerOptimizer
     proximal_mu: float
+    normalize_inputs: bool
+    personalization: str
+    validation_fraction: float
+    preset: str
 
     def run_seed(self, run_index: int) -> int:
         """Seed of run ``run_index`` (``seed``, ``seed+1``, ...): initial weights,
@@ -161,8 +169,19 @@ class ExperimentConfig:
         use ``seed``, so every run sees the same clients."""
         return self.seed + run_index
 
+    @property
+    def adaptive(self) -> bool:
+        return self.personalization == "adaptive"
+
     @classmethod
-    def from_run_config(cls, config: Mapping[str, Scalar]) -> "ExperimentConfig":
+    def from_run_config(
+        cls,
+        config: Mapping[str, Scalar],
+        defaults: Mapping[str, Scalar] | None = None,
+    ) -> "ExperimentConfig":
+        """Validate ``config`` with its ``preset`` applied (``presets.py``;
+        ``defaults``: the app's run-config defaults, read when needed)."""
+        config = resolve_preset(config, defaults)
         task = get_task(str(_get(config, "dataset", str)))
         partitioner = _get(config, "partitioner", str)
         if partitioner not in PARTITIONERS:
@@ -204,6 +223,16 @@ class ExperimentConfig:
         for key in ("momentum", "weight-decay", "proximal-mu"):
             if _get(config, key, float) < 0:
                 raise ConfigError(key, config[key], "a non-negative float")
+        personalization = _get(config, "personalization", str)
+        if personalization not in PERSONALIZATIONS:
+            raise ConfigError(
+                "personalization", personalization, ", ".join(PERSONALIZATIONS)
+            )
+        validation_fraction = _get(config, "validation-fraction", float)
+        if not 0.0 < validation_fraction < 1.0:
+            raise ConfigError(
+                "validation-fraction", validation_fraction, "a float in (0, 1)"
+            )
         return cls(
             task=task,
             data_source=str(_get(config, "data-source", str)),
@@ -215,6 +244,7 @@ class ExperimentConfig:
                 str(_get(config, "aggregation", str)),
                 str(_get(config, "private-blocks", str)),
                 task.modality_names,
+                adaptive=personalization == "adaptive",
             ),
             fusion=fusion,
             num_server_rounds=_positive(config, "num-server-rounds", int),
@@ -241,6 +271,10 @@ class ExperimentConfig:
                 tau=_positive(config, "server-tau", float),
             ),
             proximal_mu=_get(config, "proximal-mu", float),
+            normalize_inputs=_get(config, "normalize-inputs", bool),
+            personalization=personalization,
+            validation_fraction=validation_fraction,
+            preset=str(_get(config, PRESET, str)),
         )
 
 

@@ -2,10 +2,11 @@
 the next round's train replies), screened, recorded, and summarized once the
 round is complete."""
 
-from flwr.app import MessageType
+from flwr.app import ConfigRecord, MessageType
 from flwr.app import MetricRecord as Metrics
 
 from . import metrics as m
+from .protocol import OWN_BLOCKS
 from .replies import problem
 from .run_record import RunRecord
 
@@ -22,9 +23,16 @@ class RoundEvaluations:
         # round -> (partition, client values, confusion) per usable evaluation
         self._pending: dict[int, list[tuple[int, dict, object]]] = {}
 
-    def collect(self, server_round: int, node_id: int, metrics: Metrics | None) -> None:
+    def collect(
+        self,
+        server_round: int,
+        node_id: int,
+        metrics: Metrics | None,
+        personalization: ConfigRecord | None = None,
+    ) -> None:
         """Keep one node's evaluation of ``server_round``'s model, or record why
-        it is unusable."""
+        it is unusable; ``personalization`` names the blocks the evaluated
+        model took from the client's own training (``own_blocks`` column)."""
         evaluations = self._pending.setdefault(server_round, [])
         reason = problem(
             metrics or Metrics(), m.TEST_EXAMPLES, (*EVALUATED, m.CONFUSION)
@@ -43,6 +51,9 @@ class RoundEvaluations:
         partition = self.record.profiles[node_id].partition_id
         evaluations.append((partition, values, confusion))
         columns = {m.column(key): value for key, value in values.items()}
+        own = (personalization or ConfigRecord()).get(OWN_BLOCKS)
+        if isinstance(own, str):
+            columns[m.column(OWN_BLOCKS)] = own
         self.record.evaluate.append(
             self.record.client_row(server_round, node_id, **columns)
         )

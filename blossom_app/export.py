@@ -50,7 +50,7 @@ OPSET = 17
 MAX_IR_VERSION = 9
 INT8_FILE = "model.int8.onnx"
 WEIGHTS_FILE = "model.pt"
-WEIGHTS_FORMAT = 1
+WEIGHTS_FORMAT = 2  # 2: the state dict holds the input normalizers
 #: Test windows compared between onnxruntime and torch eager.
 PARITY_WINDOWS = 64
 #: Largest acceptable |logit difference| between the ONNX file and torch eager.

@@ -8,6 +8,7 @@ from .blocks import CUSTOM, LOCAL, POLICIES, held_blocks
 from .config import toml_value
 from .data import PARTITIONERS
 from .fusion import FUSIONS
+from .presets import available_presets
 from .reporting.layout import describe, find_experiments, read_config, run_dirs
 
 
@@ -22,11 +23,17 @@ def describe_app() -> str:
         lines.append(f"    classes: {', '.join(task.class_names)}")
         blocks = ", ".join(sorted(held_blocks(task.modality_names)))
         lines.append(f"    blocks: {blocks}")
+        presets = ", ".join(available_presets(task.name)) or "none"
+        lines.append(f"    presets (run config 'preset'): {presets}")
     lines.append("Policies (run config 'aggregation'): private blocks")
     for name, private in POLICIES.items():
         lines.append(f"  {name:<20} {', '.join(sorted(private)) or 'none'}")
     lines.append(f"  {LOCAL:<20} all (nothing is sent: the no-federation baseline)")
     lines.append(f"  {CUSTOM:<20} the run config's 'private-blocks'")
+    lines.append(
+        "  (every policy keeps 'normalization' private; personalization='adaptive' "
+        "lets each client choose per shared block: '<policy>+adaptive')"
+    )
     lines.append(f"Fusions: {', '.join(FUSIONS)}")
     lines.append(f"Partitioners: {', '.join(PARTITIONERS)}")
     return "\n".join(lines)

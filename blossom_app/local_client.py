@@ -11,15 +11,17 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 
 from . import __version__
-from .blocks import format_modalities, guard_outgoing
+from .blocks import block_of, format_modalities, guard_outgoing
 from .client_state import PrivateState, load_private, save_private
 from .config import ExperimentConfig, NodeConfig, Scalar
 from .data import ClientData, load_client_data
 from .fleet import NodeProfile
 from .model import MultimodalModel, build_model
+from .personalization import choose_blocks, describe_own
+from .protocol import OWN_BLOCKS
 from .training import Evaluation, cosine_lr, evaluate, local_seed, train
 from .transport import encode
 
@@ -53,6 +55,8 @@ def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
         seed=experiment.seed,
         test_fraction=experiment.test_fraction,
     )
+    if experiment.adaptive:
+        data = data.with_validation(experiment.validation_fraction)
     return ClientSetup(experiment, node, modalities, data)
 
 
@@ -118,18 +122,40 @@ class LocalClient:
     def personalized_model(
         self, run_index: int, shared: ArrayRecord
     ) -> MultimodalModel:
-        """The global shared blocks this client holds + its own private blocks."""
+        """The global shared blocks this client holds + its own private blocks
+        (its input normalization among them). Under adaptive personalization,
+        also its own version of each shared block for which that does better
+        on its validation split (``personalization.py``). ``own_blocks`` of the
+        model says which blocks are the client's own."""
         exp = self.experiment
         model = build_model(
             exp.task, self.setup.modalities, exp.fusion, exp.run_seed(run_index)
         )
-        state = model.state_dict()
         private = load_private(self.context, run_index, self.state_dir)
-        if private is not None:
-            state.update(private.arrays.to_torch_state_dict())
+        if private is None and exp.normalize_inputs:
+            model.fit_normalization(self.data.train)
+        state = model.state_dict()
+        own = {} if private is None else private.arrays.to_torch_state_dict()
+        state.update(own)
         state.update(shared.to_torch_state_dict())
         model.load_state_dict(state, strict=True)
+        model.own_blocks = frozenset(
+            block_of(k) for k in exp.policy.private_keys(state)
+        )
+        if exp.adaptive and own:
+            candidates = sorted({block_of(key) for key in shared})
+            model.own_blocks |= choose_blocks(
+                model, own, candidates, self._validation_loss
+            )
         return model
+
+    def _validation_loss(self, model: MultimodalModel) -> float:
+        return evaluate(
+            model,
+            self.data.validation,
+            num_classes=self.experiment.task.num_classes,
+            device=self.device,
+        ).loss
 
     def train(self, model: MultimodalModel, run_index: int, server_round: int) -> float:
         """One round of local training of ``model``; the mean training loss."""
@@ -161,10 +187,21 @@ class LocalClient:
             device=self.device,
         )
 
+    def evaluation_records(
+        self, model: MultimodalModel
+    ) -> tuple[MetricRecord, ConfigRecord]:
+        """An evaluation as replies carry it: the metrics of ``model`` on the
+        test split, and which of its blocks are the client's own."""
+        own = ConfigRecord({OWN_BLOCKS: describe_own(model.own_blocks)})
+        return self.evaluate(model).to_metrics(), own
+
     def keep_private(self, run_index: int, model: MultimodalModel) -> None:
+        """Keep the private blocks of the model this client just trained (all
+        of its blocks under adaptive personalization: its own versions)."""
         state = model.state_dict()
-        private = self.experiment.policy.private_keys(state)
-        record = ArrayRecord({k: state[k] for k in private})
+        exp = self.experiment
+        kept = list(state) if exp.adaptive else exp.policy.private_keys(state)
+        record = ArrayRecord({k: state[k] for k in kept})
         before = load_private(self.context, run_index, self.state_dir)
         rounds = 1 + (before.rounds if before else 0)
         save_private(

@@ -4,26 +4,38 @@ import torch
 from torch import nn
 
 from .benchmarks import Task
+from .data import Split
 from .fusion import FUSIONS
+from .normalization import InputNormalizer
 
 
 class MultimodalModel(nn.Module):
-    """``head(fusion({m: encoders[m](x_m)}))`` over the modalities this model holds.
+    """``head(fusion({m: encoders[m](normalizers[m](x_m))}))`` over the modalities
+    this model holds.
 
     A client builds the model with exactly its modalities: absent encoders do not
     exist, and the fusion combines the present embeddings only. Training,
     evaluation and export therefore treat a missing modality the same way.
     Parameter names follow the block layout: ``encoders.<modality>.*``,
-    ``fusion.*``, ``head.*``.
+    ``fusion.*``, ``head.*``; the inputs' statistics are buffers
+    ``normalizers.<modality>.*`` (``normalization.py``).
     """
 
     def __init__(
-        self, encoders: dict[str, nn.Module], fusion: nn.Module, head: nn.Module
+        self,
+        normalizers: dict[str, InputNormalizer],
+        encoders: dict[str, nn.Module],
+        fusion: nn.Module,
+        head: nn.Module,
     ) -> None:
         super().__init__()
+        self.normalizers = nn.ModuleDict(dict(sorted(normalizers.items())))
         self.encoders = nn.ModuleDict(dict(sorted(encoders.items())))
         self.fusion = fusion
         self.head = head
+        #: The blocks this client took from its own training rather than from
+        #: the federation (``LocalClient.personalized_model`` sets them).
+        self.own_blocks: frozenset[str] = frozenset()
 
     @property
     def modalities(self) -> tuple[str, ...]:
@@ -31,8 +43,21 @@ class MultimodalModel(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Map ``{modality: batch x *shape}`` to logits ``batch x classes``."""
-        embeddings = {name: self.encoders[name](inputs[name]) for name in self.encoders}
+        embeddings = {
+            name: encoder(self.normalizers[name](inputs[name]))
+            for name, encoder in self.encoders.items()
+        }
         return self.head(self.fusion(embeddings))
+
+    def normalization(self) -> dict[str, dict[str, list[float]]]:
+        """Per modality, the ``mean`` and ``std`` its input is standardized with."""
+        return {name: n.statistics() for name, n in self.normalizers.items()}
+
+    def fit_normalization(self, split: Split) -> None:
+        """Standardize each input with the statistics of ``split`` (a client's
+        own training examples)."""
+        for name, normalizer in self.normalizers.items():
+            normalizer.fit(split.inputs[name])
 
 
 def build_model(
@@ -44,6 +69,9 @@ def build_model(
     overwritten by the server's before a client trains them.
     """
     torch.manual_seed(seed)
+    normalizers = {
+        name: InputNormalizer(task.modality(name).shape) for name in modalities
+    }
     encoders = {name: task.encoder(task.modality(name)) for name in sorted(modalities)}
     fusion_module = FUSIONS[fusion](
         {name: task.embed_dim for name in modalities}, task.fusion_dim
@@ -53,7 +81,7 @@ def build_model(
         nn.ReLU(),
         nn.Linear(task.head_hidden, task.num_classes),
     )
-    return MultimodalModel(encoders, fusion_module, head)
+    return MultimodalModel(normalizers, encoders, fusion_module, head)
 
 
 def parameter_keys(

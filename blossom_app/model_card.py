@@ -33,7 +33,10 @@ class InputSpec:
 
     ``shape`` is e.g. ``("batch", 128, 3)``: the batch axis is symbolic, the
     others fixed. ``preprocessing`` says what the values must be before they
-    are fed (the model computes everything after that).
+    are fed (the model computes everything after that). ``normalization``:
+    the per-channel ``mean`` and ``std`` the model standardizes the input with
+    (inside the model, from the client's own training data; a device feeds raw
+    values).
     """
 
     name: str
@@ -41,6 +44,7 @@ class InputSpec:
     layout: str
     preprocessing: str
     dtype: str = "float32"
+    normalization: dict[str, list[float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,16 +128,22 @@ def build_card(
     server_round: int,
     test_accuracy: float,
     test_macro_f1: float,
+    normalization: dict[str, dict[str, list[float]]] | None = None,
 ) -> ModelCard:
     """The card of a model of ``task`` holding ``modalities`` (any order).
 
     ``test_accuracy`` and ``test_macro_f1`` are the personalized model's final
     figures on the node's own test split; ``policy`` is the aggregation policy
-    it was trained under.
+    it was trained under; ``normalization``: per modality, the statistics the
+    model standardizes its input with (``MultimodalModel.normalization``).
     """
+    normalization = normalization or {}
     return ModelCard(
         dataset=task.name,
-        inputs=tuple(_input_spec(task, name) for name in sorted(modalities)),
+        inputs=tuple(
+            replace(_input_spec(task, name), normalization=normalization.get(name))
+            for name in sorted(modalities)
+        ),
         class_names=task.class_names,
         policy=policy,
         fusion=fusion,

@@ -54,6 +54,7 @@ def export_on_node(
         server_round=server_round,
         test_accuracy=final.accuracy,
         test_macro_f1=final.macro_f1,
+        normalization=model.normalization(),
     )
     try:
         report = export_personalized(

@@ -27,3 +27,8 @@ WRITTEN = "written"
 EVALUATE_FIRST = "evaluate-first"
 #: The train reply's MetricRecord holding that evaluation (evaluate-reply keys).
 EVALUATION = "evaluation"
+#: Beside every evaluation (an evaluate reply, or a train reply's
+#: ``EVALUATION``): a ConfigRecord naming the blocks the evaluated model took
+#: from the client's own training (``OWN_BLOCKS``, e.g. ``fusion+head``).
+PERSONALIZATION = "personalization"
+OWN_BLOCKS = "own-blocks"

@@ -13,6 +13,7 @@ from .config import ExperimentConfig
 from .export_round import export_models
 from .fleet import Fleet, check_fleet, discover_nodes
 from .model import build_model, parameter_keys
+from .presets import resolve_preset
 from .reporting.output import ExperimentOutput
 from .strategy import BlockwiseStrategy
 
@@ -22,11 +23,12 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run ``num-runs`` federated experiments with seeds ``seed, seed+1, ...``."""
-    config = ExperimentConfig.from_run_config(context.run_config)
+    run_config = resolve_preset(context.run_config)
+    config = ExperimentConfig.from_run_config(run_config)
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     check_fleet(profiles, config.mix)
     fleet = Fleet(profiles, config.mix, config.round_timeout)
-    output = ExperimentOutput(config, context.run_config)
+    output = ExperimentOutput(config, run_config)
     log(INFO, "BLOSSOM results directory: %s", output.path)
     held_keys = cache(partial(parameter_keys, config.task, fusion=config.fusion))
     for run_index in range(config.num_runs):

@@ -31,7 +31,7 @@ from .blocks import Policy
 from .evaluations import RoundEvaluations
 from .exchange import Exchange
 from .fleet import Fleet, describe
-from .protocol import EVALUATE_FIRST, EVALUATION
+from .protocol import EVALUATE_FIRST, EVALUATION, PERSONALIZATION
 from .run_record import RunRecord
 from .server_optimizers import ServerOptimizer
 from .transport import wire_dtype
@@ -209,8 +209,13 @@ class BlockwiseStrategy(FedAvg):
         previous = server_round - 1
         if self._evaluated(previous):
             for answer in accepted:
-                evaluation = answer.reply.content.metric_records.get(EVALUATION)
-                self.evaluations.collect(previous, answer.node_id, evaluation)
+                content = answer.reply.content
+                self.evaluations.collect(
+                    previous,
+                    answer.node_id,
+                    content.metric_records.get(EVALUATION),
+                    content.config_records.get(PERSONALIZATION),
+                )
             summary = self.evaluations.summarize(previous)
             if summary is not None:
                 log(INFO, "\t└──> Evaluation of round %d: %s", previous, summary)
@@ -223,7 +228,12 @@ class BlockwiseStrategy(FedAvg):
             MessageType.EVALUATE, server_round, replies, None, ()
         )
         for answer in accepted:
-            self.evaluations.collect(server_round, answer.node_id, answer.metrics)
+            self.evaluations.collect(
+                server_round,
+                answer.node_id,
+                answer.metrics,
+                answer.reply.content.config_records.get(PERSONALIZATION),
+            )
         if server_round < self.num_rounds:
             return None  # completed by the next round's training replies
         return self.evaluations.summarize(server_round)

@@ -6,16 +6,17 @@ exists under the results root, so an interrupted sweep resumes where it stopped.
 """
 
 import time
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
 from statistics import fmean
 
+from .blocks import ADAPTIVE_SUFFIX
 from .config import ExperimentConfig, Scalar
 from .errors import ConfigError
 from .flwr_runner import RunOutcome, run_app
+from .presets import app_defaults, resolve_preset
 from .reporting.compare import Comparison, compare
 from .reporting.layout import cell_dir, find_experiments, read_config
 
@@ -23,10 +24,13 @@ from .reporting.layout import cell_dir, find_experiments, read_config
 NOT_COMPARED = frozenset({"results-dir"})
 
 
-def app_defaults(app_dir: Path) -> dict[str, Scalar]:
-    """The app's ``[tool.flwr.app.config]`` (what ``flwr run`` starts from)."""
-    with (app_dir / "pyproject.toml").open("rb") as handle:
-        return tomllib.load(handle)["tool"]["flwr"]["app"]["config"]
+def policy_keys(policy: str) -> dict[str, Scalar]:
+    """The run-config keys of a grid's policy: an ``aggregation``, with
+    ``personalization = "adaptive"`` when named ``<aggregation>+adaptive``."""
+    if policy.endswith(ADAPTIVE_SUFFIX):
+        aggregation = policy.removesuffix(ADAPTIVE_SUFFIX)
+        return {"aggregation": aggregation, "personalization": "adaptive"}
+    return {"aggregation": policy}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,8 @@ class Cell:
     """One experiment of the grid.
 
     ``run_config``: the values passed to ``flwr run --run-config``;
-    ``resolved``: those over the app's defaults (what the ServerApp will see);
+    ``resolved``: those over the app's defaults, with the preset applied
+    (what the ServerApp will see and record);
     ``config``: the validated experiment (it gives the number of nodes);
     ``defaults``: the app's run config defaults.
     """
@@ -110,11 +115,11 @@ class SweepGrid:
                 "dataset": dataset,
                 "partitioner": partitioner,
                 "modality-mix": mix,
-                "aggregation": policy,
+                **policy_keys(policy),
                 "results-dir": str(root),
             }
-            resolved = {**defaults, **run_config}
-            config = ExperimentConfig.from_run_config(resolved)
+            resolved = resolve_preset({**defaults, **run_config}, defaults, app_dir)
+            config = ExperimentConfig.from_run_config(resolved, defaults)
             cells.append(Cell(run_config, resolved, config, defaults))
         return cells
 

@@ -15,4 +15,5 @@ def card_for(model: MultimodalModel, fusion: str) -> ModelCard:
         server_round=3,
         test_accuracy=0.5,
         test_macro_f1=0.25,
+        normalization=model.normalization(),
     )

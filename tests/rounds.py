@@ -22,6 +22,7 @@ RUN_CONFIG = {
     **DEFAULTS,
     "modality-mix": "1-1-1",
     "num-server-rounds": 2,
+    "local-epochs": 1,
     "batch-size": 64,
 }
 # node id -> modalities dealt by the 1-1-1 mix to partitions 0, 1, 2

@@ -34,7 +34,7 @@ def test_block_of_rejects_foreign_keys(key):
 
 
 def test_held_blocks():
-    assert held_blocks(["gyro"]) == {"encoder:gyro", "fusion", "head"}
+    assert held_blocks(["gyro"]) == {"encoder:gyro", "fusion", "head", "normalization"}
 
 
 KEYS = ["encoders.acc.w", "encoders.gyro.w", "fusion.w", "head.w"]

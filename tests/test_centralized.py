@@ -16,6 +16,7 @@ def test_centralized_baseline_evaluates_every_client_on_its_own_test_split(tmp_p
     run_config = {
         **DEFAULTS,
         "num-server-rounds": 1,
+        "local-epochs": 1,
         "modality-mix": "1-1-1",
         "batch-size": 64,
         "results-dir": str(tmp_path),

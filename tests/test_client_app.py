@@ -32,9 +32,12 @@ def test_private_blocks_persist_across_rounds_and_differ_between_clients():
     replies, arrays = train_round(server, global_arrays(), nodes, server_round=1)
     after_round_1 = {node_id: private_of(ctx) for node_id, ctx in nodes.items()}
 
-    # private blocks are fusion + head, kept per client; replies carry encoders only
+    # private blocks are fusion + head (and the input normalization), kept per
+    # client; replies carry encoders only
     for private in after_round_1.values():
-        assert private and all(k.startswith(("fusion.", "head.")) for k in private)
+        assert private and all(
+            k.startswith(("fusion.", "head.", "normalizers.")) for k in private
+        )
     for msg in replies:
         assert all(k.startswith("encoders.") for k in msg.content["arrays"])
     heads = [after_round_1[n]["head.2.weight"] for n in NODES]

@@ -35,7 +35,12 @@ def test_deployed_nodes_train_with_their_node_config_modalities(loopback_federat
     env = federation.env
     outcome = run_app(
         APP,
-        {"num-server-rounds": 2, "modality-mix": "acc=1,gyro=1", "batch-size": 64},
+        {
+            "num-server-rounds": 2,
+            "local-epochs": 1,
+            "modality-mix": "acc=1,gyro=1",
+            "batch-size": 64,
+        },
         connection="loopback",
         env=env,
         timeout=600,

@@ -201,6 +201,7 @@ def test_secured_federation_runs_and_refuses_an_unregistered_key(
         APP,
         {
             "num-server-rounds": 3,
+            "local-epochs": 1,
             "evaluate-every": 3,
             "modality-mix": "acc=1,gyro=1",
             "batch-size": 64,

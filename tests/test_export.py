@@ -67,6 +67,11 @@ def exported(request, tmp_path_factory):
     """(model, card, directory, report) of one exported random model."""
     modalities, fusion = request.param
     model = build_model(TASK, modalities, fusion, seed=3)
+    # a client's own input statistics, far from identity: the export bakes them in
+    raw = random_split(modalities, 50, seed=1)
+    model.fit_normalization(
+        Split({m: 4 * x + 9 for m, x in raw.inputs.items()}, raw.labels)
+    )
     card = card_for(model, fusion)
     out_dir = tmp_path_factory.mktemp("export")
     report = export_personalized(
@@ -85,6 +90,25 @@ def test_onnx_logits_equal_torch_at_any_batch_size(exported, batch):
     assert error.max() <= PARITY_TOLERANCE
     assert report.parity_max_abs_error <= PARITY_TOLERANCE
     assert report.parity_windows == 20
+
+
+def test_the_clients_input_statistics_are_in_the_model_and_on_the_card(exported):
+    """A device feeds raw values: the ONNX model standardizes them itself with
+    the client's statistics, which the card also lists."""
+    model, card, out_dir, _ = exported
+    raw = {m: 4 * x + 9 for m, x in random_split(model.modalities, 4).inputs.items()}
+    np.testing.assert_allclose(
+        ort_run(out_dir / ONNX_FILE, raw), torch_logits(model, raw), atol=1e-4
+    )
+    identity = build_model(TASK, model.modalities, card.fusion, seed=3)
+    assert not np.allclose(torch_logits(identity, raw), torch_logits(model, raw))
+    saved = ModelCard.load(out_dir / CARD_FILE)
+    for spec in saved.inputs:
+        stats = spec.normalization
+        assert stats == model.normalization()[spec.name]
+        assert np.allclose(stats["mean"], 9, atol=1) and np.allclose(
+            stats["std"], 4, atol=0.5
+        )
 
 
 def test_one_self_contained_file(exported):

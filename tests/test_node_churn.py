@@ -37,6 +37,7 @@ def test_a_restarted_node_continues_and_a_dead_one_does_not_sink_the_run(
             APP,
             {
                 "num-server-rounds": 3,
+                "local-epochs": 1,
                 "evaluate-every": 3,
                 "modality-mix": "acc=1,gyro=1,acc+gyro=1",
                 "batch-size": 64,

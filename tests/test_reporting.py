@@ -17,6 +17,7 @@ from blossom_app.reporting.averaging import average_experiment, mean_std, weight
 from blossom_app.reporting.csv_files import number, read_rows
 from blossom_app.reporting.layout import find_experiments, is_complete
 from blossom_app.reporting.output import complete_experiment
+from blossom_app.reporting.plots import plot_run
 
 APP = Path(__file__).parents[1]
 
@@ -138,6 +139,7 @@ def test_real_run_csvs_carry_what_the_run_reported(flwr_env):
         APP,
         {
             "num-server-rounds": 2,
+            "local-epochs": 1,
             "num-runs": 2,
             "modality-mix": "1-1-1",
             "batch-size": 32,
@@ -213,3 +215,19 @@ def test_real_run_csvs_carry_what_the_run_reported(flwr_env):
     for path in experiment.rglob("*.png"):
         assert_readable_png(path)
     assert len(list(experiment.rglob("*.png"))) == 7 + 2 * 7
+
+
+def test_adaptive_choices_are_plotted_only_when_clients_change_them(tmp_path):
+    def rows(choices: list[str]) -> list[dict[str, object]]:
+        return [
+            {"round": rnd, "partition_id": 0, "node_id": 1, "modalities": "acc",
+             "accuracy": 0.5, "own_blocks": own}
+            for rnd, own in enumerate(choices, start=1)
+        ]  # fmt: skip
+
+    fixed, adaptive = tmp_path / "fixed", tmp_path / "adaptive"
+    fixed.mkdir(), adaptive.mkdir()
+    plot_run(fixed, [], rows(["fusion+head"] * 3), "fixed")
+    plot_run(adaptive, [], rows(["-", "head", "encoder:acc+head"]), "adaptive")
+    assert not (fixed / "own_blocks.png").exists()
+    assert_readable_png(adaptive / "own_blocks.png")

@@ -13,7 +13,12 @@ from blossom_app.flwr_runner import run_app
 from blossom_app.reporting.csv_files import read_rows
 
 APP = Path(__file__).parents[1]
-TINY = {"num-server-rounds": 2, "modality-mix": "1-1-1", "batch-size": 32}
+TINY = {
+    "num-server-rounds": 2,
+    "local-epochs": 1,
+    "modality-mix": "1-1-1",
+    "batch-size": 32,
+}
 
 
 def results_dir(env: dict[str, str]) -> Path:
@@ -21,11 +26,20 @@ def results_dir(env: dict[str, str]) -> Path:
     return path
 
 
+#: Each policy once; two of them also run with the paper's preset (resolved by
+#: the app, the explicit keys winning) and with adaptive personalization.
+VARIANTS = {
+    "full-model": {},
+    "private-head": {"preset": "paper"},
+    "private-head-fusion": {"personalization": "adaptive"},
+}
+
+
 @pytest.mark.parametrize("policy", sorted(POLICIES))
 def test_no_private_block_ever_leaves_a_client(policy, flwr_env):
     outcome = run_app(
         APP,
-        {**TINY, "aggregation": policy},
+        {**TINY, "aggregation": policy, **VARIANTS[policy]},
         num_supernodes=3,
         env=flwr_env,
         timeout=600,
@@ -74,6 +88,18 @@ def test_no_private_block_ever_leaves_a_client(policy, flwr_env):
         names = [i.name for i in session.get_inputs()]
         assert names == row["modalities"].split("+")
     assert "3 of 3 personalized models exported" in outcome.output
+
+    # what ran is recorded resolved; every evaluation names the client's own blocks
+    config = (results_dir(flwr_env) / "config.toml").read_text()
+    if policy == "private-head":  # the preset's values, the explicit keys kept
+        assert "normalize-inputs = false" in config and 'transport = "fp32"' in config
+        assert "local-epochs = 1" in config and "batch-size = 32" in config
+    own = {r["own_blocks"] for r in clients if r["accuracy"]}
+    if policy == "private-head-fusion":  # adaptive: fusion and head, maybe more
+        assert results_dir(flwr_env).parent.name == "private-head-fusion+adaptive"
+        assert all({"fusion", "head"} <= set(o.split("+")) for o in own)
+    else:
+        assert own == {"+".join(sorted(POLICIES[policy])) or "-"}
 
     # the run wrote its CSVs and ended with the per-modality-set table
     assert len(clients) == 3 * 2

@@ -13,7 +13,7 @@ from blossom_app.reporting.output import complete_experiment
 from blossom_app.sweep import SweepGrid, run_sweep
 
 APP = Path(__file__).parents[1]
-TINY = {"num-server-rounds": 2, "num-runs": 1, "batch-size": 32}
+TINY = {"num-server-rounds": 2, "local-epochs": 1, "num-runs": 1, "batch-size": 32}
 POLICIES = ("full-model", "private-head-fusion")
 
 
@@ -28,6 +28,19 @@ def test_default_grid_is_the_papers_18_cells_and_the_local_baseline(tmp_path):
     assert {cell.config.mix.num_clients for cell in cells} == {10}
     assert cells[0].name == "watch/iid/0-0-10/full-model"
     assert cells[0].run_config["results-dir"] == str(tmp_path)
+
+
+def test_an_adaptive_cell_is_its_policy_with_adaptive_personalization(tmp_path):
+    [cell] = tiny_grid(("full-model+adaptive",)).cells(APP, tmp_path, TINY)
+    assert cell.run_config["aggregation"] == "full-model"
+    assert cell.run_config["personalization"] == "adaptive"
+    assert cell.name == "watch/iid/1-1-1/full-model+adaptive"
+    assert cell.directory(tmp_path).name == "full-model+adaptive"
+
+
+def test_a_preset_cell_records_the_resolved_recipe(tmp_path):
+    [cell] = tiny_grid(("local",)).cells(APP, tmp_path, {"preset": "paper"})
+    assert cell.resolved["local-epochs"] == 1 and not cell.resolved["normalize-inputs"]
 
 
 def test_a_bad_cell_fails_before_anything_runs(tmp_path):
@@ -91,7 +104,7 @@ def test_tiny_sweep_completes_resumes_and_compares(
         "--num-runs",
         "1",
         "--run-config",
-        "batch-size=32",
+        "batch-size=32 local-epochs=1",
     ]
     assert main(args) == 0, capsys.readouterr().out[-3000:]
     printed = capsys.readouterr().out

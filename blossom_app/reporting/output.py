@@ -18,6 +18,7 @@ from flwr.supercore import log
 from .. import metrics
 from ..config import ExperimentConfig, toml_value
 from ..metrics import column
+from ..protocol import OWN_BLOCKS
 from ..run_record import RunRecord
 from .averaging import average_experiment
 from .csv_files import read_rows, write_rows
@@ -56,6 +57,7 @@ CLIENT_COLUMNS = (
             metrics.TEST_LOSS,
             metrics.ACCURACY,
             metrics.MACRO_F1,
+            OWN_BLOCKS,
         )
     ),
 )

@@ -18,10 +18,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from ..metrics import CLIENT_METRICS
+from ..metrics import CLIENT_METRICS, column
+from ..protocol import OWN_BLOCKS
 from .csv_files import number
 
 Row = Mapping[str, object]
+OWN_COLUMN = column(OWN_BLOCKS)
 
 
 #: Aggregated figures: name -> (axis label, [(column, legend label, colour, style)]).
@@ -259,7 +261,37 @@ def plot_run(
             mark_extremes=False,
         )
         written += [path] if path else []
-    return written
+    path = _own_blocks_plot(run_dir, clients, title)
+    return written + ([path] if path else [])
+
+
+def _own_blocks_plot(run_dir: Path, clients: Sequence[Row], title: str) -> Path | None:
+    """``own_blocks.png``: per block, the share of evaluated clients whose
+    personalized model took it from their own training, per round; drawn only
+    when choices vary (adaptive personalization)."""
+    evaluated = [r for r in clients if r.get(OWN_COLUMN, "")]
+    if len({(r["partition_id"], r[OWN_COLUMN]) for r in evaluated}) <= len(
+        {r["partition_id"] for r in evaluated}
+    ):
+        return None  # every client kept one choice: a fixed policy
+    rounds = sorted({int(r["round"]) for r in evaluated})
+    blocks = sorted({b for r in evaluated for b in r[OWN_COLUMN].split("+")} - {"-"})
+    lines = []
+    for index, block in enumerate(blocks):
+        shares = []
+        for rnd in rounds:
+            rows = [r for r in evaluated if int(r["round"]) == rnd]
+            own = sum(block in r[OWN_COLUMN].split("+") for r in rows)
+            shares.append(own / len(rows))
+        color = PALETTE[index % len(PALETTE)]
+        lines.append(Series(block, rounds, shares, [math.nan] * len(rounds), color))
+    return line_plot(
+        run_dir / "own_blocks.png",
+        f"{title}\nShare of clients using their own version of each block",
+        "Share of clients",
+        lines,
+        mark_extremes=False,
+    )
 
 
 def plot_experiment(

@@ -1,0 +1,234 @@
+"""Does the federation give each client a better model than training alone?
+
+The default policy (``private-head-fusion``), ``full-model``, adaptive
+personalization over every block (``full-model+adaptive``) and ``local`` (every
+block private: training alone, the same app, data, model and schedule) run as
+``blossom sweep`` cells, with 3 runs each (seeds 42, 43, 44); the centralized
+baseline (``blossom centralized``: one model per modality set on the pooled
+train windows, each client evaluated on its own test split) runs with the same
+config. Both recipes: the app's default (per-client input normalization, 3
+local epochs per round) and the paper's (``preset = "paper"``: raw inputs, 1
+local epoch). Watch data, mix 3-3-4, 60 rounds, splits natural (one subject per
+client), iid and dirichlet (alpha 0.5); export off.
+
+Per recipe, split and policy: final accuracy and macro-F1 (example-weighted over
+clients), mean +- std over the 3 runs; the gain over ``local`` in points; the
+relative gain over ``full-model`` (the paper reports +18.7 % on 3-3-4); the gap
+to centralized in points. Target (issue 9): with the default recipe the default
+policy beats ``local`` on every split by more than the runs' spread and comes
+within 5 points of centralized.
+
+Resumable: results stay under ``--root`` (default
+``bench/results/personalization``, one folder per recipe), a finished cell is
+never run again, and RESULTS.md's section is rewritten after every cell, so an
+interrupted bench keeps what it measured and picks up where it stopped. Cells
+run in order of importance: default recipe first, natural, then iid, then
+dirichlet. The full size takes hours on 2 cores.
+
+Usage: python bench/personalization.py [--quick] [--recipes default paper]
+       [--splits natural iid dirichlet] [--root DIR] [--out FILE]
+``--quick``: natural split, 2 rounds, 1 run, private-head-fusion, local and
+centralized, the recipes given (default: the default recipe only; a few minutes).
+"""
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import harness
+
+from blossom_app.blocks import Policy
+from blossom_app.centralized import POLICY as CENTRALIZED
+from blossom_app.centralized import run_centralized
+from blossom_app.flwr_runner import this_environment
+from blossom_app.reporting.compare import Experiment, final
+from blossom_app.sweep import Cell, SweepGrid, run_sweep
+
+NAME = "personalization"
+TITLE = "Personalization vs training alone (`bench/personalization.py`)"
+RECIPES = {"default": {}, "paper": {"preset": "paper"}}
+SPLITS = ("natural", "iid", "dirichlet")
+DEFAULT_POLICY = "private-head-fusion"
+POLICIES = (DEFAULT_POLICY, "local", "full-model", "full-model+adaptive")
+MIX = "3-3-4"
+METRICS = ("weighted_accuracy", "weighted_macro_f1")
+PAPER_GAIN_PCT = 18.7  # private-head-fusion vs full-model, 3-3-4 (the paper)
+
+
+def centralized_cell(cell: Cell) -> Cell:
+    """The centralized baseline of ``cell``'s config, as a cell of its own (to
+    find it finished)."""
+    config = replace(cell.config, policy=Policy(CENTRALIZED, frozenset()))
+    resolved = {**cell.resolved, "aggregation": CENTRALIZED}
+    return Cell(cell.run_config, resolved, config, cell.defaults)
+
+
+def run_cells(
+    recipe: str, split: str, policies: tuple[str, ...], overrides: dict, root: Path
+) -> dict[str, Path]:
+    """Run (or find) the cells of one recipe and split, ``centralized`` among
+    them; policy -> finished experiment."""
+    federated = tuple(p for p in policies if p != CENTRALIZED)
+    grid = SweepGrid(("watch",), (split,), (MIX,), federated or (DEFAULT_POLICY,))
+    cells = grid.cells(harness.APP, root, {**overrides, **RECIPES[recipe]})
+    done: dict[str, Path | None] = {}
+    if federated:
+        env, home = harness.isolated_env(root / "flwr")
+        try:
+            report = run_sweep(
+                cells, harness.APP, root, env={**this_environment(), **env}
+            )
+        finally:
+            harness.stop_processes_mentioning(str(home))
+        done = {c.config.policy.name: report.completed.get(c.name) for c in cells}
+    if CENTRALIZED in policies:
+        central = centralized_cell(cells[0])
+        path = central.finished(root)
+        if path is None:
+            print(f"{recipe}/{split}/{CENTRALIZED}: running", flush=True)
+            path = run_centralized(central.config, central.resolved)
+        done[CENTRALIZED] = path
+    return {policy: path for policy, path in done.items() if path is not None}
+
+
+def stages(recipes: list[str], splits: list[str]) -> list[tuple[str, str, tuple]]:
+    """(recipe, split, policies) in order of importance: the default recipe's
+    default policy and ``local`` on every split, then its other policies, then
+    centralized; then the same for the paper's recipe."""
+    groups = (
+        (DEFAULT_POLICY, "local"),
+        tuple(p for p in POLICIES if p not in (DEFAULT_POLICY, "local")),
+        (CENTRALIZED,),
+    )
+    return [
+        (recipe, split, group)
+        for recipe in recipes
+        for group in groups
+        for split in splits
+    ]
+
+
+def finals(path: Path) -> dict[str, float]:
+    experiment = Experiment.load(path)
+    values = {"runs": experiment.runs, "rounds": experiment.rounds}
+    for metric in METRICS:
+        _, mean, std = final(experiment.aggregated, metric)
+        values[f"{metric}_mean"], values[f"{metric}_std"] = mean, std
+    return values
+
+
+def pm(mean: float, std: float) -> str:
+    return "-" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
+
+
+def points(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value * 100:+.1f}"
+
+
+def summarize(measured: dict[tuple[str, str], dict[str, dict]]) -> tuple[str, list]:
+    """The markdown table and the target verdicts (default recipe)."""
+    rows, verdicts = [], []
+    acc = "weighted_accuracy"
+    for (recipe, split), cells in measured.items():
+        local = cells.get("local", {}).get(f"{acc}_mean", math.nan)
+        full = cells.get("full-model", {}).get(f"{acc}_mean", math.nan)
+        central = cells.get(CENTRALIZED, {}).get(f"{acc}_mean", math.nan)
+        for policy in (*POLICIES, CENTRALIZED):
+            if policy not in cells:
+                continue
+            v = cells[policy]
+            mean = v[f"{acc}_mean"]
+            gain_full = (mean - full) / full * 100 if full == full else math.nan
+            rows.append(
+                [
+                    recipe,
+                    split,
+                    policy,
+                    v["runs"],
+                    pm(mean, v[f"{acc}_std"]),
+                    pm(v["weighted_macro_f1_mean"], v["weighted_macro_f1_std"]),
+                    points(mean - local) if policy != "local" else "(base)",
+                    "(base)"
+                    if policy == "full-model"
+                    else ("-" if math.isnan(gain_full) else f"{gain_full:+.1f} %"),
+                    points(mean - central) if policy != CENTRALIZED else "(limit)",
+                ]
+            )
+        default = cells.get(DEFAULT_POLICY)
+        if recipe == "default" and default and "local" in cells:
+            spread = max(default[f"{acc}_std"], cells["local"][f"{acc}_std"])
+            margin = default[f"{acc}_mean"] - local
+            verdicts.append(
+                {
+                    "split": split,
+                    "gain_over_local": margin,
+                    "spread": spread,
+                    "beats_local": margin > spread,
+                    "gap_to_centralized": default[f"{acc}_mean"] - central,
+                    "within_5_points": default[f"{acc}_mean"] >= central - 0.05,
+                }
+            )
+    header = [
+        "recipe",
+        "split",
+        "policy",
+        "runs",
+        "accuracy",
+        "macro-F1",
+        "vs local (points)",
+        f"vs full-model (paper: +{PAPER_GAIN_PCT} %)",
+        "vs centralized (points)",
+    ]
+    return harness.markdown_table(header, rows), verdicts
+
+
+def main() -> None:
+    parser = harness.parser(NAME, __doc__)
+    parser.add_argument("--recipes", nargs="+", default=None)
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS))
+    parser.add_argument("--root", type=Path, default=harness.BENCH / "results" / NAME)
+    args = parser.parse_args()
+    if args.quick:
+        overrides = {"num-server-rounds": 2, "num-runs": 1}
+        splits, policies = ["natural"], (DEFAULT_POLICY, "local", CENTRALIZED)
+        root = args.root.with_name(args.root.name + "-quick")
+    else:
+        overrides = {"num-server-rounds": 60, "num-runs": 3}
+        splits, policies, root = args.splits, (*POLICIES, CENTRALIZED), args.root
+    overrides["export-onnx"] = False
+    recipes = args.recipes or (["default"] if args.quick else list(RECIPES))
+    host = harness.machine()
+    measured: dict[tuple[str, str], dict[str, dict]] = {}
+    verdicts: list[dict] = []
+    for recipe, split, group in stages(recipes, splits):
+        group = tuple(p for p in group if p in policies)
+        if not group:
+            continue
+        paths = run_cells(recipe, split, group, overrides, root / recipe)
+        cells = measured.setdefault((recipe, split), {})
+        cells.update({p: finals(path) for p, path in paths.items()})
+        table, verdicts = summarize(measured)
+        intro = (
+            f"Watch, mix {MIX}, {overrides['num-server-rounds']} rounds, "
+            f"{overrides['num-runs']} run(s) per cell (seeds 42...), export off. "
+            "Final accuracy and macro-F1 example-weighted over clients, mean ± "
+            "std over runs. Recipes: default = the app's defaults (per-client "
+            "input normalization, 3 local epochs), paper = preset 'paper' (raw "
+            "inputs, 1 local epoch). Rows appear as cells finish."
+        )
+        data = {"measured": {"/".join(k): v for k, v in measured.items()}}
+        out = harness.report(
+            args, TITLE, intro, table, host, {**data, "verdicts": verdicts}
+        )
+        print(f"{NAME}: {recipe}/{split}/{'+'.join(group)} done; {out}", flush=True)
+    for v in verdicts:
+        print(
+            f"{NAME}: {v['split']}: default policy vs local "
+            f"{v['gain_over_local'] * 100:+.1f} points (spread "
+            f"{v['spread'] * 100:.1f}), vs centralized "
+            f"{v['gap_to_centralized'] * 100:+.1f} points"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The default recipe's pieces and adaptive personalization, driven through the
+real strategy and ClientApp in-process: each client's input statistics stay
+its own; presets resolve with explicit keys winning; an adaptive client picks,
+block by block, its own or the federation's version, never sends a private
+block and reports its choice."""
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+from rounds import (
+    DEFAULTS,
+    NODES,
+    RUN_CONFIG,
+    WATCH,
+    LocalGrid,
+    contexts,
+    global_arrays,
+    strategy,
+    train_round,
+)
+
+from blossom_app.client_app import app as client_app
+from blossom_app.client_state import PRIVATE
+from blossom_app.config import ExperimentConfig
+from blossom_app.errors import ConfigError
+from blossom_app.local_client import LocalClient
+from blossom_app.model import build_model
+from blossom_app.personalization import choose_blocks
+from blossom_app.presets import resolve_preset
+from blossom_app.protocol import EVALUATION, OWN_BLOCKS, PERSONALIZATION
+
+
+def test_each_client_standardizes_with_its_own_statistics_and_keeps_them():
+    server, nodes = strategy("full-model"), contexts()
+    replies, _ = train_round(server, global_arrays(), nodes, server_round=1)
+    for message in replies:  # full-model sends every block, but no statistic
+        assert not any(k.startswith("normalizers.") for k in message.content["arrays"])
+    means = {}
+    for node_id, context in nodes.items():
+        client = LocalClient.from_context(context)
+        kept = context.state[PRIVATE]
+        for modality in NODES[node_id]:
+            windows = client.data.train.inputs[modality]
+            mean = kept[f"normalizers.{modality}.mean"].numpy().ravel()
+            std = kept[f"normalizers.{modality}.std"].numpy().ravel()
+            np.testing.assert_allclose(mean, windows.mean(axis=(0, 1)), rtol=1e-4)
+            np.testing.assert_allclose(std, windows.std(axis=(0, 1)), rtol=1e-4)
+            means[node_id, modality] = mean
+    acc_only, _, both = NODES
+    assert not np.allclose(means[acc_only, "acc"], means[both, "acc"])
+
+
+def test_without_normalization_the_inputs_pass_unchanged():
+    nodes = contexts({**RUN_CONFIG, "normalize-inputs": False})
+    client = LocalClient.from_context(next(iter(nodes.values())))
+    model = client.personalized_model(0, ArrayRecord())
+    for stats in model.normalization().values():
+        assert set(stats["mean"]) == {0.0} and set(stats["std"]) == {1.0}
+
+
+def test_the_paper_preset_resolves_to_the_papers_recipe():
+    paper = ExperimentConfig.from_run_config({**DEFAULTS, "preset": "paper"})
+    assert (paper.local_epochs, paper.batch_size, paper.num_server_rounds) == (
+        1,
+        16,
+        60,
+    )
+    assert (paper.learning_rate, paper.momentum, paper.weight_decay) == (
+        0.05,
+        0.9,
+        1e-5,
+    )
+    assert not paper.normalize_inputs and paper.transport == "fp32"
+    assert paper.server_optimizer.name == "fedavg" and paper.personalization == "fixed"
+    default = ExperimentConfig.from_run_config(DEFAULTS)
+    assert default.local_epochs == 3 and default.normalize_inputs
+
+
+def test_keys_the_user_sets_win_over_the_preset_and_resolving_twice_is_stable():
+    chosen = {**DEFAULTS, "preset": "paper", "local-epochs": 2, "seed": 7}
+    once = resolve_preset(chosen, DEFAULTS)
+    assert once["local-epochs"] == 2 and once["seed"] == 7
+    assert once["normalize-inputs"] is False  # from the preset
+    assert resolve_preset(once, DEFAULTS) == once
+
+
+def test_an_unknown_preset_lists_the_datasets_presets():
+    with pytest.raises(ConfigError, match="paper") as error:
+        ExperimentConfig.from_run_config({**DEFAULTS, "preset": "papr"})
+    assert "'preset'" in str(error.value)
+
+
+def test_a_preset_setting_an_unknown_key_is_refused(tmp_path):
+    (tmp_path / "conf" / "watch").mkdir(parents=True)
+    (tmp_path / "conf" / "watch" / "mine.toml").write_text("lr = 0.1\n")
+    with pytest.raises(ConfigError, match="'lr'|lr") as error:
+        resolve_preset({**DEFAULTS, "preset": "mine"}, DEFAULTS, tmp_path)
+    assert "mine.toml" in str(error.value)
+
+
+def test_the_search_keeps_the_combination_with_the_lowest_validation_loss():
+    model = build_model(WATCH, ("acc", "gyro"), "attention", seed=0)
+    federated = {k: v.clone() for k, v in model.state_dict().items()}
+    own = {k: v + 1.0 for k, v in federated.items()}
+    distance = lambda m, key, ref: float((m.state_dict()[key] - ref[key]).abs().sum())  # noqa: E731
+
+    def loss(candidate):  # best: own head, the federation's fusion and encoders
+        return (
+            distance(candidate, "head.0.weight", own)
+            + distance(candidate, "fusion.score.weight", federated)
+            + distance(candidate, "encoders.acc.gru.weight_hh_l0", federated)
+        )
+
+    blocks = ["encoder:acc", "encoder:gyro", "fusion", "head"]
+    chosen = choose_blocks(model, own, blocks, loss)
+    # encoder:gyro does not change the loss: the tie goes to the federation
+    assert chosen == {"head"}
+    state = model.state_dict()
+    torch.testing.assert_close(state["head.2.bias"], own["head.2.bias"])
+    torch.testing.assert_close(
+        state["fusion.score.weight"], federated["fusion.score.weight"]
+    )
+
+
+@pytest.mark.parametrize("policy", ["private-head-fusion", "full-model"])
+def test_adaptive_clients_choose_report_and_never_send_a_private_block(policy):
+    config = {**RUN_CONFIG, "aggregation": policy, "personalization": "adaptive"}
+    server, nodes = strategy(policy), contexts(config)
+    replies, arrays = train_round(server, global_arrays(), nodes, server_round=1)
+    replies2, _ = train_round(server, arrays, nodes, server_round=2)
+    forbidden = {"normalizers"}
+    if policy == "private-head-fusion":
+        forbidden |= {"head", "fusion"}
+    for message in (*replies, *replies2):
+        assert not {k.split(".")[0] for k in message.content["arrays"]} & forbidden
+    for message in replies2:  # round 1's evaluation, with the blocks chosen
+        assert EVALUATION in message.content.metric_records
+        own = message.content.config_records[PERSONALIZATION][OWN_BLOCKS]
+        held = {
+            "head",
+            "fusion",
+            *(f"encoder:{m}" for m in NODES[message.metadata.src_node_id]),
+        }
+        assert own == "-" or set(own.split("+")) <= held
+        if policy == "private-head-fusion":
+            assert {"fusion", "head"} <= set(own.split("+"))
+    rows = server.record.evaluate
+    assert rows and all(OWN_BLOCKS.replace("-", "_") in row for row in rows)
+    for node_id, context in nodes.items():
+        client = LocalClient.from_context(context)
+        # the validation split is held out of training, the own versions kept
+        assert len(client.data.validation) > 0
+        kept = set(context.state[PRIVATE].keys())
+        assert any(k.startswith("encoders.") for k in kept)
+        assert len(client.data.train) + len(client.data.validation) == len(
+            LocalClient.from_context(
+                contexts({**config, "personalization": "fixed"})[node_id]
+            ).data.train
+        )
+
+
+def test_an_evaluate_reply_says_which_blocks_are_the_clients_own():
+    server = strategy("private-head")
+    nodes = contexts({**RUN_CONFIG, "aggregation": "private-head"})
+    _, arrays = train_round(server, global_arrays(), nodes, server_round=1)
+    messages = server.configure_evaluate(
+        2, arrays, ConfigRecord({"run-index": 0}), LocalGrid(nodes)
+    )
+    replies = [client_app(m, nodes[m.metadata.dst_node_id]) for m in messages]
+    assert replies
+    for reply in replies:
+        assert reply.content.config_records[PERSONALIZATION][OWN_BLOCKS] == "head"

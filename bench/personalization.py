@@ -20,18 +20,21 @@ within 5 points of centralized.
 
 Resumable: results stay under ``--root`` (default
 ``bench/results/personalization``, one folder per recipe), a finished cell is
-never run again, and RESULTS.md's section is rewritten after every cell, so an
-interrupted bench keeps what it measured and picks up where it stopped. Cells
+never run again, and RESULTS.md's section is rewritten after every stage, so an
+interrupted bench keeps what it measured and picks up where it stopped. The
+summaries of finished experiments are also copied to ``bench/personalization/``
+(committed), from which a bench on another machine resumes. Cells
 run in order of importance: default recipe first, natural, then iid, then
 dirichlet. The full size takes hours on 2 cores.
 
 Usage: python bench/personalization.py [--quick] [--recipes default paper]
-       [--splits natural iid dirichlet] [--root DIR] [--out FILE]
+       [--splits natural iid dirichlet] [--root DIR] [--out FILE] [--report-only]
 ``--quick``: natural split, 2 rounds, 1 run, private-head-fusion, local and
 centralized, the recipes given (default: the default recipe only; a few minutes).
 """
 
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,10 +45,20 @@ from blossom_app.centralized import POLICY as CENTRALIZED
 from blossom_app.centralized import run_centralized
 from blossom_app.flwr_runner import this_environment
 from blossom_app.reporting.compare import Experiment, final
+from blossom_app.reporting.layout import (
+    AGGREGATED,
+    CONFIG,
+    MODALITIES,
+    find_experiments,
+    is_complete,
+)
 from blossom_app.sweep import Cell, SweepGrid, run_sweep
 
 NAME = "personalization"
 TITLE = "Personalization vs training alone (`bench/personalization.py`)"
+#: The finished experiments' summaries, kept in the repository: a bench on a
+#: fresh machine starts from them instead of from nothing.
+KEPT = harness.BENCH / "personalization"
 RECIPES = {"default": {}, "paper": {"preset": "paper"}}
 SPLITS = ("natural", "iid", "dirichlet")
 DEFAULT_POLICY = "private-head-fusion"
@@ -64,16 +77,25 @@ def centralized_cell(cell: Cell) -> Cell:
 
 
 def run_cells(
-    recipe: str, split: str, policies: tuple[str, ...], overrides: dict, root: Path
+    recipe: str,
+    split: str,
+    policies: tuple[str, ...],
+    overrides: dict,
+    root: Path,
+    run: bool = True,
 ) -> dict[str, Path]:
-    """Run (or find) the cells of one recipe and split, ``centralized`` among
-    them; policy -> finished experiment."""
+    """Run (or find; only find unless ``run``) the cells of one recipe and
+    split, ``centralized`` among them; policy -> finished experiment."""
     federated = tuple(p for p in policies if p != CENTRALIZED)
     grid = SweepGrid(("watch",), (split,), (MIX,), federated or (DEFAULT_POLICY,))
     cells = grid.cells(harness.APP, root, {**overrides, **RECIPES[recipe]})
     done: dict[str, Path | None] = {}
-    if federated:
-        env, home = harness.isolated_env(root / "flwr")
+    if not run:
+        done = {c.config.policy.name: c.finished(root) for c in cells if federated}
+        if CENTRALIZED in policies:
+            done[CENTRALIZED] = centralized_cell(cells[0]).finished(root)
+    elif federated:
+        env, home = harness.isolated_env(root.with_name(root.name + "-flwr"))
         try:
             report = run_sweep(
                 cells, harness.APP, root, env={**this_environment(), **env}
@@ -81,7 +103,7 @@ def run_cells(
         finally:
             harness.stop_processes_mentioning(str(home))
         done = {c.config.policy.name: report.completed.get(c.name) for c in cells}
-    if CENTRALIZED in policies:
+    if run and CENTRALIZED in policies:
         central = centralized_cell(cells[0])
         path = central.finished(root)
         if path is None:
@@ -108,6 +130,20 @@ def stages(recipes: list[str], splits: list[str]) -> list[tuple[str, str, tuple]
     ]
 
 
+def keep(source: Path, target: Path) -> None:
+    """Copy the summary files of every finished experiment under ``source`` that
+    ``target`` lacks (its config, averaged metrics and completion marker), to
+    the same place under ``target``."""
+    complete, _ = find_experiments([source]) if source.exists() else ([], [])
+    for experiment in complete:
+        copy = target / experiment.relative_to(source.resolve())
+        if is_complete(copy):
+            continue
+        copy.mkdir(parents=True, exist_ok=True)
+        for name in (CONFIG, MODALITIES, AGGREGATED):  # the marker last
+            shutil.copyfile(experiment / name, copy / name)
+
+
 def finals(path: Path) -> dict[str, float]:
     experiment = Experiment.load(path)
     values = {"runs": experiment.runs, "rounds": experiment.rounds}
@@ -118,7 +154,10 @@ def finals(path: Path) -> dict[str, float]:
 
 
 def pm(mean: float, std: float) -> str:
-    return "-" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
+    """``mean ± std``; the mean alone for one run (no spread)."""
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}")
 
 
 def points(value: float) -> str:
@@ -186,6 +225,11 @@ def main() -> None:
     parser = harness.parser(NAME, __doc__)
     parser.add_argument("--recipes", nargs="+", default=None)
     parser.add_argument("--splits", nargs="+", default=list(SPLITS))
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: write the table of what has finished",
+    )
     parser.add_argument("--root", type=Path, default=harness.BENCH / "results" / NAME)
     args = parser.parse_args()
     if args.quick:
@@ -198,13 +242,19 @@ def main() -> None:
     overrides["export-onnx"] = False
     recipes = args.recipes or (["default"] if args.quick else list(RECIPES))
     host = harness.machine()
+    if not args.quick:
+        keep(KEPT, root)
     measured: dict[tuple[str, str], dict[str, dict]] = {}
     verdicts: list[dict] = []
     for recipe, split, group in stages(recipes, splits):
         group = tuple(p for p in group if p in policies)
         if not group:
             continue
-        paths = run_cells(recipe, split, group, overrides, root / recipe)
+        paths = run_cells(
+            recipe, split, group, overrides, root / recipe, run=not args.report_only
+        )
+        if not args.quick:
+            keep(root, KEPT)
         cells = measured.setdefault((recipe, split), {})
         cells.update({p: finals(path) for p, path in paths.items()})
         table, verdicts = summarize(measured)

@@ -96,10 +96,11 @@ def run_cells(
             done[CENTRALIZED] = centralized_cell(cells[0]).finished(root)
     elif federated:
         env, home = harness.isolated_env(root.with_name(root.name + "-flwr"))
+        # this Python environment's bin first on PATH, Flower's per-run installs off
+        env = {**env, **{k: v for k, v in this_environment().items() if k not in env}}
+        env["PATH"] = this_environment()["PATH"]
         try:
-            report = run_sweep(
-                cells, harness.APP, root, env={**this_environment(), **env}
-            )
+            report = run_sweep(cells, harness.APP, root, env=env)
         finally:
             harness.stop_processes_mentioning(str(home))
         done = {c.config.policy.name: report.completed.get(c.name) for c in cells}

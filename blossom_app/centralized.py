@@ -11,8 +11,11 @@ test split with its set's model. The result is written as an experiment of polic
 to the federated policies and ``local``.
 """
 
-from dataclasses import replace
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from logging import INFO
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ from .fleet import NodeProfile
 from .model import build_model
 from .reporting.output import ExperimentOutput
 from .run_record import RunRecord
-from .training import cosine_lr, evaluate, local_seed, train
+from .training import Evaluation, cosine_lr, evaluate, local_seed, train
 
 POLICY = "centralized"
 
@@ -58,10 +61,55 @@ def _union(splits: list[Split]) -> Split:
     return Split(inputs, np.concatenate([split.labels for split in splits]))
 
 
+@dataclass(frozen=True)
+class SetJob:
+    """One modality set's model in one run: its pooled train windows and the
+    test splits of the clients holding that set (partition -> split)."""
+
+    config: ExperimentConfig
+    modalities: tuple[str, ...]
+    stream: int  # its seed stream, past the clients' partition ids
+    seed: int
+    train: Split
+    tests: dict[int, Split]
+
+
+def train_set(job: SetJob) -> dict[int, dict[int, Evaluation]]:
+    """Train one set's model for the run's rounds, evaluating its clients after
+    each evaluated round: round -> partition -> evaluation. One torch thread:
+    the sets train in parallel processes."""
+    torch.set_num_threads(1)
+    config, device = job.config, torch.device("cpu")
+    model = build_model(config.task, job.modalities, config.fusion, job.seed)
+    if config.normalize_inputs:  # the pooled train split's statistics
+        model.fit_normalization(job.train)
+    rounds, results = config.num_server_rounds, {}
+    for server_round in range(1, rounds + 1):
+        train(
+            model,
+            job.train,
+            epochs=config.local_epochs,
+            batch_size=config.batch_size,
+            learning_rate=cosine_lr(config.learning_rate, server_round, rounds),
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            device=device,
+            seed=local_seed(job.seed, job.stream, server_round),
+        )
+        if server_round % config.evaluate_every == 0 or server_round == rounds:
+            results[server_round] = {
+                p: evaluate(
+                    model, test, num_classes=config.task.num_classes, device=device
+                )
+                for p, test in job.tests.items()
+            }
+    return results
+
+
 def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> Path:
-    """Train and evaluate the centralized baseline of ``config``; write it as an
+    """Train and evaluate the centralized baseline of ``config`` (the modality
+    sets' models in parallel processes, up to one per core); write it as an
     experiment; return its directory."""
-    device = torch.device("cpu")
     clients = range(config.mix.num_clients)
     sets = sorted({config.mix.modalities_for(p) for p in clients})
     # every client's train windows, in each modality set's columns
@@ -79,47 +127,41 @@ def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> 
     cell = replace(config, policy=Policy(POLICY, frozenset()))
     output = ExperimentOutput(cell, {**run_config, "aggregation": POLICY})
     log(INFO, "BLOSSOM centralized baseline: %s", output.path)
-    for run_index in range(config.num_runs):
-        seed = config.run_seed(run_index)
-        record = RunRecord(profiles)
-        evaluations = RoundEvaluations(record)
-        models = {s: build_model(config.task, s, config.fusion, seed) for s in sets}
-        if config.normalize_inputs:  # the pooled train split's statistics
-            for modalities, model in models.items():
-                model.fit_normalization(pooled[modalities])
-        rounds = config.num_server_rounds
-        for server_round in range(1, rounds + 1):
-            for modalities, model in models.items():
-                train(
-                    model,
+    workers = min(len(sets), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        for run_index in range(config.num_runs):
+            jobs = [
+                SetJob(
+                    config,
+                    modalities,
+                    len(clients) + index,
+                    config.run_seed(run_index),
                     pooled[modalities],
-                    epochs=config.local_epochs,
-                    batch_size=config.batch_size,
-                    learning_rate=cosine_lr(config.learning_rate, server_round, rounds),
-                    momentum=config.momentum,
-                    weight_decay=config.weight_decay,
-                    device=device,
-                    # a seed stream of its own, past the clients' partition ids
-                    seed=local_seed(
-                        seed, len(clients) + sets.index(modalities), server_round
-                    ),
+                    {
+                        p: tests[p]
+                        for p in clients
+                        if profiles[p].modalities == modalities
+                    },
                 )
-            if server_round % config.evaluate_every and server_round != rounds:
-                continue
-            for p in clients:
-                model = models[profiles[p].modalities]
-                result = evaluate(
-                    model, tests[p], num_classes=config.task.num_classes, device=device
+                for index, modalities in enumerate(sets)
+            ]
+            merged: dict[int, dict[int, Evaluation]] = {}
+            for results in pool.map(train_set, jobs):
+                for server_round, per_client in results.items():
+                    merged.setdefault(server_round, {}).update(per_client)
+            record = RunRecord(profiles)
+            evaluations = RoundEvaluations(record)
+            for server_round, per_client in sorted(merged.items()):
+                for p in clients:
+                    evaluations.collect(server_round, p, per_client[p].to_metrics())
+                summary = evaluations.summarize(server_round)
+                log(
+                    INFO,
+                    "Centralized, run %d, round %d: weighted accuracy %.3f",
+                    run_index,
+                    server_round,
+                    summary[m.WEIGHTED_ACCURACY],
                 )
-                evaluations.collect(server_round, p, result.to_metrics())
-            summary = evaluations.summarize(server_round)
-            log(
-                INFO,
-                "Centralized, run %d, round %d: weighted accuracy %.3f",
-                run_index,
-                server_round,
-                summary[m.WEIGHTED_ACCURACY],
-            )
-        output.write_run(run_index, record)
+            output.write_run(run_index, record)
     output.finish()
     return output.path

@@ -8,8 +8,10 @@ baseline (``blossom centralized``: one model per modality set on the pooled
 train windows, each client evaluated on its own test split) runs with the same
 config. Both recipes: the app's default (per-client input normalization, 3
 local epochs per round) and the paper's (``preset = "paper"``: raw inputs, 1
-local epoch). Watch data, mix 3-3-4, 60 rounds, splits natural (one subject per
-client), iid and dirichlet (alpha 0.5); export off.
+local epoch); then, as an ablation, the default recipe less one of its changes
+(1 local epoch; raw inputs), default policy and local only. Watch data, mix
+3-3-4, 60 rounds, splits natural (one subject per client), iid and dirichlet
+(alpha 0.5); export off.
 
 Per recipe, split and policy: final accuracy and macro-F1 (example-weighted over
 clients), mean +- std over the 3 runs; the gain over ``local`` in points; the
@@ -27,7 +29,7 @@ summaries of finished experiments are also copied to ``bench/personalization/``
 run in order of importance: default recipe first, natural, then iid, then
 dirichlet. The full size takes hours on 2 cores.
 
-Usage: python bench/personalization.py [--quick] [--recipes default paper]
+Usage: python bench/personalization.py [--quick] [--recipes default paper ...]
        [--splits natural iid dirichlet] [--root DIR] [--out FILE] [--report-only]
 ``--quick``: natural split, 2 rounds, 1 run, private-head-fusion, local and
 centralized, the recipes given (default: the default recipe only; a few minutes).
@@ -59,7 +61,15 @@ TITLE = "Personalization vs training alone (`bench/personalization.py`)"
 #: The finished experiments' summaries, kept in the repository: a bench on a
 #: fresh machine starts from them instead of from nothing.
 KEPT = harness.BENCH / "personalization"
-RECIPES = {"default": {}, "paper": {"preset": "paper"}}
+RECIPES = {
+    "default": {},
+    "paper": {"preset": "paper"},
+    # the default recipe less one of its two changes (the ablation)
+    "default-1-epoch": {"local-epochs": 1},
+    "default-raw-inputs": {"normalize-inputs": False},
+}
+#: Recipes run only with the default policy and local.
+ABLATIONS = ("default-1-epoch", "default-raw-inputs")
 SPLITS = ("natural", "iid", "dirichlet")
 DEFAULT_POLICY = "private-head-fusion"
 POLICIES = (DEFAULT_POLICY, "local", "full-model", "full-model+adaptive")
@@ -117,7 +127,8 @@ def run_cells(
 def stages(recipes: list[str], splits: list[str]) -> list[tuple[str, str, tuple]]:
     """(recipe, split, policies) in order of importance: the default recipe's
     default policy and ``local`` on every split, then its other policies, then
-    centralized; then the same for the paper's recipe."""
+    centralized; then the same for the paper's recipe; then the ablations (the
+    default recipe less one change), default policy and local only."""
     groups = (
         (DEFAULT_POLICY, "local"),
         tuple(p for p in POLICIES if p not in (DEFAULT_POLICY, "local")),
@@ -126,7 +137,7 @@ def stages(recipes: list[str], splits: list[str]) -> list[tuple[str, str, tuple]
     return [
         (recipe, split, group)
         for recipe in recipes
-        for group in groups
+        for group in (groups[:1] if recipe in ABLATIONS else groups)
         for split in splits
     ]
 

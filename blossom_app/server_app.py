@@ -25,6 +25,11 @@ def main(grid: Grid, context: Context) -> None:
     """Run ``num-runs`` federated experiments with seeds ``seed, seed+1, ...``."""
     run_config = resolve_preset(context.run_config)
     config = ExperimentConfig.from_run_config(run_config)
+    if config.preset:
+        applied = [
+            f"{k} = {v!r}" for k, v in run_config.items() if context.run_config[k] != v
+        ]
+        log(INFO, "Preset '%s' set: %s", config.preset, ", ".join(applied) or "nothing")
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     check_fleet(profiles, config.mix)
     fleet = Fleet(profiles, config.mix, config.round_timeout)

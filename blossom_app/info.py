@@ -3,7 +3,7 @@ what a results directory holds and the config it ran with."""
 
 from pathlib import Path
 
-from .benchmarks import TASKS
+from .benchmarks import all_tasks
 from .blocks import CUSTOM, LOCAL, POLICIES, held_blocks
 from .config import toml_value
 from .data import PARTITIONERS
@@ -14,8 +14,8 @@ from .reporting.layout import describe, find_experiments, read_config, run_dirs
 
 def describe_app() -> str:
     """Datasets (modalities with shapes, classes, source), policies, choices."""
-    lines = ["Datasets (run config 'dataset'):"]
-    for task in TASKS.values():
+    lines = ["Datasets (run config 'dataset': a name, or '<module>:<attribute>'):"]
+    for task in all_tasks():
         lines.append(f"  {task.name}: {task.num_classes} classes, source {task.source}")
         for spec in task.modalities:
             shape = " x ".join(str(size) for size in spec.shape)

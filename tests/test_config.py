@@ -1,6 +1,7 @@
 """Config validation: bad values stop the run with the key, value and allowed values."""
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -153,15 +154,9 @@ def test_bad_node_config_names_key_value_and_allowed(key, value, allowed):
     assert f"'{key}'" in message and repr(value) in message and allowed in message
 
 
-def test_natural_partitioner_needs_a_group_column(monkeypatch):
-    from dataclasses import replace
+UNGROUPED = replace(WATCH, name="ungrouped", group_column=None)
 
-    from blossom_app import benchmarks
 
-    monkeypatch.setitem(
-        benchmarks.TASKS,
-        "ungrouped",
-        replace(WATCH, name="ungrouped", group_column=None),
-    )
+def test_natural_partitioner_needs_a_group_column():
     with pytest.raises(ConfigError, match="no group column"):
-        config(dataset="ungrouped", partitioner="natural")
+        config(dataset="test_config:UNGROUPED", partitioner="natural")

@@ -1,18 +1,13 @@
-"""Registry of benchmarks: one folder per dataset, looked up by name."""
+"""Benchmarks: one folder per dataset; ``registry.py`` finds them (and plug-ins)."""
 
-from ..errors import ConfigError
+from .registry import ENTRY_POINT_GROUP, all_tasks, get_task, registered
 from .task import ModalitySpec, Task
-from .watch import WATCH
 
-TASKS: dict[str, Task] = {task.name: task for task in (WATCH,)}
-
-
-def get_task(name: str) -> Task:
-    """Return the task called ``name`` or raise a ConfigError listing the known ones."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise ConfigError("dataset", name, ", ".join(sorted(TASKS))) from None
-
-
-__all__ = ["ModalitySpec", "TASKS", "Task", "get_task"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ModalitySpec",
+    "Task",
+    "all_tasks",
+    "get_task",
+    "registered",
+]

@@ -1,0 +1,90 @@
+"""A dataset added without editing the package: the README's plug-in example
+(``examples/toy_plugin``), registered as an installed package registers it (a
+``dist-info`` with its entry point on the path), then run through a real
+``flwr run`` with a mix that leaves clients without a modality."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from blossom_app.benchmarks import get_task, registered
+from blossom_app.errors import ConfigError
+from blossom_app.flwr_runner import run_app
+from blossom_app.reporting.csv_files import read_rows
+
+APP = Path(__file__).parents[1]
+EXAMPLE = APP / "examples" / "toy_plugin"
+
+
+def install(site: Path) -> Path:
+    """What ``pip install examples/toy_plugin`` leaves in site-packages: the
+    package and its metadata, with the entry point."""
+    shutil.copytree(EXAMPLE / "toy_blossom", site / "toy_blossom")
+    info = site / "toy_blossom-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: toy-blossom\nVersion: 0.1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[blossom.benchmarks]\ntoy = toy_blossom:TASK\n"
+    )
+    return site
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    path = install(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(path))
+    registered.cache_clear(), get_task.cache_clear()
+    yield path
+    registered.cache_clear(), get_task.cache_clear()
+    sys.modules.pop("toy_blossom", None)
+
+
+def test_an_installed_plugin_is_registered_by_name_and_reference(site):
+    assert list(registered()) == ["toy", "watch"]
+    task = get_task("toy")
+    assert task.name == "toy" and task.modality_names == ("left", "right")
+    assert get_task("toy_blossom:TASK") is task
+    with pytest.raises(ConfigError) as error:
+        get_task("toys")
+    assert "toy, watch" in str(error.value) and "<module>:<attribute>" in str(
+        error.value
+    )
+
+
+def test_a_bad_reference_says_what_is_wrong(site):
+    with pytest.raises(ConfigError, match="not a Task"):
+        get_task("toy_blossom:build")  # a function, but it needs a path
+    with pytest.raises(ConfigError, match="No module named"):
+        get_task("toy_blosom:TASK")
+
+
+def test_the_plugin_runs_end_to_end_through_flwr(site, flwr_env, tmp_path):
+    from toy_blossom import build
+
+    data = build(tmp_path / "toy.parquet", rows=600)
+    outcome = run_app(
+        APP,
+        {
+            "dataset": "toy",
+            "data-source": str(data),
+            "partitioner": "natural",
+            "modality-mix": "left=2,right=2,left+right=2",
+            "num-server-rounds": 3,
+            "local-epochs": 2,
+        },
+        num_supernodes=6,
+        env={**flwr_env, "PYTHONPATH": str(site)},
+        timeout=600,
+    )
+    assert outcome.ok, outcome.output[-3000:]
+    [experiment] = Path(flwr_env["BLOSSOM_RESULTS_DIR"]).glob("toy/natural/*/*/*")
+    clients = read_rows(experiment / "run_0" / "client_metrics.csv")
+    assert {r["modalities"] for r in clients} == {"left", "right", "left+right"}
+    final = read_rows(experiment / "aggregated_metrics.csv")[-1]
+    assert float(final["weighted_accuracy_mean"]) > 0.7  # the classes are learnable
+    models = read_rows(experiment / "run_0" / "models.csv")
+    assert {r["status"] for r in models} == {"written"} and len(models) == 6

@@ -16,7 +16,11 @@ def describe_app() -> str:
     """Datasets (modalities with shapes, classes, source), policies, choices."""
     lines = ["Datasets (run config 'dataset': a name, or '<module>:<attribute>'):"]
     for task in all_tasks():
-        lines.append(f"  {task.name}: {task.num_classes} classes, source {task.source}")
+        lines.append(
+            f"  {task.name}: {task.num_classes} classes, source {task.source}, "
+            f"metric {task.metric}, natural partition by "
+            f"{task.group_column or '(none)'}"
+        )
         for spec in task.modalities:
             shape = " x ".join(str(size) for size in spec.shape)
             lines.append(f"    {spec.name:<12} {shape} (column '{spec.column}')")

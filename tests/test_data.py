@@ -194,14 +194,25 @@ def test_independent_split_is_seeded_and_exact():
     np.testing.assert_array_equal(first, again)
 
 
+def test_an_independent_split_spreads_test_examples_over_iid_clients():
+    """The split and the partitioner's shuffle both derive from ``seed``: they
+    must not draw the same permutation (that put every test example on the
+    first client)."""
+    split = split_dataset(tiny_dataset(60), 0.3, seed=0, window=WINDOW)
+    for part in partitions("iid", split, 3, seed=0):
+        assert 0 < sum(part["is_test"]) < len(part)
+
+
 # --- partitioners --------------------------------------------------------------
 
 
-def partitions(name: str, dataset: datasets.Dataset, n: int) -> list[datasets.Dataset]:
+def partitions(
+    name: str, dataset: datasets.Dataset, n: int, seed: int = 1
+) -> list[datasets.Dataset]:
     partitioner = make_partitioner(
-        name, n, alpha=0.5, seed=1, label_column="label", group_column="subject"
+        name, n, alpha=0.5, seed=seed, label_column="label", group_column="subject"
     )
-    assign_dataset(partitioner, dataset, num_partitions=n, seed=1)
+    assign_dataset(partitioner, dataset, num_partitions=n, seed=seed)
     return [partitioner.load_partition(i) for i in range(n)]
 
 

@@ -1,7 +1,8 @@
-"""Encoder for inertial time series (accelerometer, gyroscope, ...).
+"""Encoder for multichannel time series (accelerometer, gyroscope, ECG leads).
 
 The BLOSSOM paper's HAR encoder: a Conv1d stack followed by a GRU whose
-outputs are mean-pooled over time. One class serves every IMU modality.
+outputs are mean-pooled over time. One class serves every IMU modality of
+watch, UCI-HAR and KU-HAR, and (with a 64-unit GRU) PTB-XL's lead groups.
 """
 
 import torch
@@ -36,6 +37,7 @@ class HAREncoder(nn.Module):
         return outputs.mean(dim=1)
 
 
-def har_encoder(spec: ModalitySpec) -> nn.Module:
-    """Build the HAR encoder for a ``time x channels`` modality."""
-    return HAREncoder(channels=spec.shape[-1])
+def har_encoder(spec: ModalitySpec, hidden: int = 128) -> nn.Module:
+    """Build the HAR encoder for a ``time x channels`` modality (embedding size
+    ``hidden``; a task picks it with ``functools.partial``)."""
+    return HAREncoder(channels=spec.shape[-1], hidden=hidden)

@@ -14,6 +14,7 @@ Built-in and plug-in datasets resolve the same way: a name maps to a
 reference, and a reference is imported only when the dataset is used.
 """
 
+import contextlib
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
@@ -23,7 +24,12 @@ from .task import Task
 
 ENTRY_POINT_GROUP = "blossom.benchmarks"
 #: The datasets that ship with the app (a name -> its reference).
-BUILTIN = {"watch": "blossom_app.benchmarks.watch:WATCH"}
+BUILTIN = {
+    "watch": "blossom_app.benchmarks.watch:WATCH",
+    "ucihar": "blossom_app.benchmarks.ucihar:UCIHAR",
+    "kuhar": "blossom_app.benchmarks.kuhar:KUHAR",
+    "ptbxl": "blossom_app.benchmarks.ptbxl:PTBXL",
+}
 
 
 @cache
@@ -64,10 +70,8 @@ def _resolve(reference: str, named: str) -> Task:
         ) from None
     task = target
     if not isinstance(task, Task) and callable(target):
-        try:
+        with contextlib.suppress(TypeError):  # it needs arguments: no factory
             task = target()
-        except TypeError:  # it needs arguments: not a Task factory
-            pass
     if not isinstance(task, Task):
         raise ConfigError(
             "dataset",

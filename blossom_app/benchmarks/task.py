@@ -32,7 +32,11 @@ class Task:
     ``batch x *shape`` to ``batch x embed_dim``. ``source`` is where the data
     comes from by default (a hub id, a local path, or ``embedded``), and
     ``build_embedded`` writes the embedded dataset (``save_to_disk`` format)
-    into the given directory.
+    into the given directory. ``group_column``: the natural partition (subject,
+    speaker, site). ``overlapping_windows``: rows are windows in time order
+    (per group) that may overlap, so the train/test split cuts each group in
+    order instead of drawing rows at random (``data/splits.py``). ``metric``:
+    the one the paper reports, ``accuracy`` or ``macro-f1``.
     """
 
     name: str
@@ -46,6 +50,8 @@ class Task:
     label_column: str = "label"
     group_column: str | None = None
     build_embedded: Callable[[Path], None] | None = None
+    overlapping_windows: bool = False
+    metric: str = "accuracy"
 
     @property
     def modality_names(self) -> tuple[str, ...]:

@@ -58,6 +58,7 @@ def partition_client_data(
             test_fraction,
             seed,
             window=task.modalities[0].shape[0],
+            in_order_by=(task.group_column or "") if task.overlapping_windows else None,
         )
         parts = make_partitioner(
             partitioner,

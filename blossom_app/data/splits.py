@@ -15,7 +15,11 @@ WINDOW_COLUMNS = ("recording", "start")
 
 
 def split_dataset(
-    dataset: datasets.Dataset, test_fraction: float, seed: int, window: int
+    dataset: datasets.Dataset,
+    test_fraction: float,
+    seed: int,
+    window: int,
+    in_order_by: str | None = None,
 ) -> datasets.Dataset:
     """Return ``dataset`` with a boolean ``is_test`` column.
 
@@ -23,12 +27,18 @@ def split_dataset(
     example): each recording is cut in time at ``ceil((1 - test_fraction) * L)``,
     ``L = max(start) + window``. Windows ending by the cut are train, windows
     starting at or after it are test, and windows straddling it are dropped.
-    Otherwise examples are independent: a permutation seeded with ``seed``
-    marks ``round(test_fraction * n)`` of them test.
+    Windows in time order without those columns (``in_order_by``: a group
+    column such as the subject, or ``""`` for the whole dataset): see
+    ``_split_in_order``. Otherwise examples are independent: a permutation
+    seeded with ``seed`` marks ``round(test_fraction * n)`` of them test.
     """
     if all(column in dataset.column_names for column in WINDOW_COLUMNS):
         return _split_in_time(dataset, test_fraction, window)
-    order = np.random.default_rng(seed).permutation(len(dataset))
+    if in_order_by is not None:
+        return _split_in_order(dataset, test_fraction, in_order_by)
+    # a seed stream of its own: partitioning shuffles with ``seed`` itself, and
+    # the same permutation would put every test example in the first shards
+    order = np.random.default_rng([seed, 1]).permutation(len(dataset))
     is_test = np.zeros(len(dataset), dtype=bool)
     is_test[order[: round(test_fraction * len(dataset))]] = True
     return dataset.add_column(SPLIT_COLUMN, is_test.tolist())
@@ -45,5 +55,29 @@ def _split_in_time(
     cut = np.ceil((1 - test_fraction) * length).astype(np.int64)[per_row]
     is_train = starts + window <= cut
     is_test = starts >= cut
+    keep = np.flatnonzero(is_train | is_test)
+    return dataset.add_column(SPLIT_COLUMN, is_test.tolist()).select(keep)
+
+
+def _split_in_order(
+    dataset: datasets.Dataset, test_fraction: float, group: str
+) -> datasets.Dataset:
+    """Rows are consecutive windows, in time order within each value of the
+    ``group`` column (all rows one group when the column is absent or ``""``),
+    overlapping their neighbours by up to half a window. Each group's first
+    ``ceil((1 - test_fraction) * n)`` rows are train, the rest test, and the
+    last train row is dropped: it may overlap the first test row."""
+    rows = len(dataset)
+    if group and group in dataset.column_names:
+        ids = numpy_columns(dataset, [group])[group]
+    else:
+        ids = np.zeros(rows, dtype=np.int64)
+    _, per_row, counts = np.unique(ids, return_inverse=True, return_counts=True)
+    order = np.argsort(per_row, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    position = np.empty(rows, dtype=np.int64)
+    position[order] = np.arange(rows) - starts[per_row[order]]
+    cut = np.ceil((1 - test_fraction) * counts).astype(np.int64)[per_row]
+    is_train, is_test = position < cut - 1, position >= cut
     keep = np.flatnonzero(is_train | is_test)
     return dataset.add_column(SPLIT_COLUMN, is_test.tolist()).select(keep)

@@ -36,7 +36,15 @@ def preset_file(dataset: str, name: str, app_dir: Path = APP_DIR) -> Path:
 
 
 def available_presets(dataset: str, app_dir: Path = APP_DIR) -> list[str]:
-    return sorted(path.stem for path in (app_dir / "conf" / dataset).glob("*.toml"))
+    """The presets of ``dataset``: the files of ``conf/<dataset>/`` that do not
+    choose a preset themselves (those are grid cells, run with ``flwr run .
+    --run-config conf/<dataset>/<cell>.toml``)."""
+    found = []
+    for path in sorted((app_dir / "conf" / dataset).glob("*.toml")):
+        with path.open("rb") as handle:
+            if not _FIXED & set(tomllib.load(handle)):
+                found.append(path.stem)
+    return found
 
 
 def resolve_preset(

@@ -3,19 +3,24 @@ code path as the hub, refuses a schema mismatch naming the column, splits
 overlapping windows without leakage, and runs a two-round simulation with a mix
 that leaves clients without a modality."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
 from benchmark_rows import write
+from rounds import DEFAULTS
 
 from blossom_app.benchmarks import get_task
+from blossom_app.config import ExperimentConfig
 from blossom_app.data import load_client_data
 from blossom_app.data.loading import load_task_dataset
 from blossom_app.data.splits import SPLIT_COLUMN, split_dataset
 from blossom_app.errors import DataError
 from blossom_app.flwr_runner import run_app
 from blossom_app.model import build_model
+from blossom_app.presets import available_presets, resolve_preset
 from blossom_app.reporting.csv_files import read_rows
+from blossom_app.sweep import SweepGrid
 
 APP = Path(__file__).parents[1]
 BENCHMARKS = ("ucihar", "kuhar", "ptbxl")
@@ -105,3 +110,34 @@ def test_two_rounds_run_with_clients_missing_a_modality(name, flwr_env, tmp_path
     clients = read_rows(experiment / "run_0" / "client_metrics.csv")
     assert {r["modalities"] for r in clients} == {a, b, f"{a}+{b}"}
     assert all(r["accuracy"] for r in clients if r["round"] == "2")
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_every_grid_cell_file_resolves_to_the_papers_setup(name):
+    """``flwr run . --run-config conf/<dataset>/<cell>.toml`` reproduces one
+    cell of the paper's grid; ``blossom sweep`` with the paper preset runs the
+    very same resolved config."""
+    cells = sorted((APP / "conf" / name).glob("*-*.toml"))
+    assert len(cells) == 2 * 3 * 3
+    assert available_presets(name) == ["paper"]
+    for path in cells:
+        cell = tomllib.loads(path.read_text())
+        resolved = resolve_preset({**DEFAULTS, **cell}, DEFAULTS)
+        config = ExperimentConfig.from_run_config(resolved, DEFAULTS)
+        assert config.task.name == name and config.preset == "paper"
+        assert (config.local_epochs, config.num_runs, config.learning_rate) == (
+            1,
+            5,
+            0.05,
+        )
+        assert path.stem == f"{config.partitioner}-{cell['modality-mix']}-" + (
+            config.policy.name
+        )
+        [swept] = SweepGrid(
+            (name,),
+            (config.partitioner,),
+            (cell["modality-mix"],),
+            (cell["aggregation"],),
+        ).cells(APP, Path("/results"), {"preset": "paper", "export-onnx": True})
+        compared = {k: v for k, v in swept.resolved.items() if k != "results-dir"}
+        assert compared == {k: v for k, v in resolved.items() if k != "results-dir"}

@@ -44,13 +44,13 @@ def site(tmp_path, monkeypatch):
 
 
 def test_an_installed_plugin_is_registered_by_name_and_reference(site):
-    assert list(registered()) == ["toy", "watch"]
+    assert list(registered()) == ["kuhar", "ptbxl", "toy", "ucihar", "watch"]
     task = get_task("toy")
     assert task.name == "toy" and task.modality_names == ("left", "right")
     assert get_task("toy_blossom:TASK") is task
     with pytest.raises(ConfigError) as error:
         get_task("toys")
-    assert "toy, watch" in str(error.value) and "<module>:<attribute>" in str(
+    assert "toy, ucihar, watch" in str(error.value) and "<module>:<attribute>" in str(
         error.value
     )
 

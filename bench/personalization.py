@@ -23,7 +23,8 @@ within 5 points of centralized.
 Resumable: results stay under ``--root`` (default
 ``bench/results/personalization``, one folder per recipe), a finished cell is
 never run again, and RESULTS.md's section is rewritten after every stage, so an
-interrupted bench keeps what it measured and picks up where it stopped. The
+interrupted bench keeps what it measured and picks up where it stopped (and the
+README's table, between its markers). The
 summaries of finished experiments are also copied to ``bench/personalization/``
 (committed), from which a bench on another machine resumes. Cells
 run in order of importance: default recipe first, natural, then iid, then
@@ -61,6 +62,11 @@ TITLE = "Personalization vs training alone (`bench/personalization.py`)"
 #: The finished experiments' summaries, kept in the repository: a bench on a
 #: fresh machine starts from them instead of from nothing.
 KEPT = harness.BENCH / "personalization"
+README = harness.APP / "README.md"
+README_START, README_END = (
+    "<!-- personalization-table -->",
+    "<!-- /personalization-table -->",
+)
 RECIPES = {
     "default": {},
     "paper": {"preset": "paper"},
@@ -154,6 +160,26 @@ def keep(source: Path, target: Path) -> None:
         copy.mkdir(parents=True, exist_ok=True)
         for name in (CONFIG, MODALITIES, AGGREGATED):  # the marker last
             shutil.copyfile(experiment / name, copy / name)
+
+
+def replace_readme_table(
+    table: str, verdicts: list[dict], readme: Path = README
+) -> None:
+    """Put the table and the target verdicts between the README's markers."""
+    lines = [table, ""]
+    for v in verdicts:
+        lines.append(
+            f"- {v['split']}: default policy vs local {points(v['gain_over_local'])} "
+            f"points (runs' spread {v['spread'] * 100:.1f}), vs centralized "
+            f"{points(v['gap_to_centralized'])} points."
+        )
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(README_START) + len(README_START)
+    end = text.index(README_END)
+    readme.write_text(
+        text[:start] + "\n" + "\n".join(lines).strip() + "\n" + text[end:],
+        encoding="utf-8",
+    )
 
 
 def finals(path: Path) -> dict[str, float]:
@@ -278,17 +304,24 @@ def main() -> None:
             "input normalization, 3 local epochs), paper = preset 'paper' (raw "
             "inputs, 1 local epoch). Rows appear as cells finish."
         )
+        if args.report_only:
+            intro += (
+                " The cells ran with `python bench/personalization.py` (resumable);"
+                " this table summarizes those finished so far."
+            )
         data = {"measured": {"/".join(k): v for k, v in measured.items()}}
         out = harness.report(
             args, TITLE, intro, table, host, {**data, "verdicts": verdicts}
         )
+        if not args.quick:
+            replace_readme_table(table, verdicts)
         print(f"{NAME}: {recipe}/{split}/{'+'.join(group)} done; {out}", flush=True)
     for v in verdicts:
         print(
             f"{NAME}: {v['split']}: default policy vs local "
             f"{v['gain_over_local'] * 100:+.1f} points (spread "
             f"{v['spread'] * 100:.1f}), vs centralized "
-            f"{v['gap_to_centralized'] * 100:+.1f} points"
+            f"{points(v['gap_to_centralized'])} points"
         )
 
 

@@ -115,6 +115,23 @@ def _optional(
     return _get(config, key, kind) if key in config else default
 
 
+def _with_columns(task: Task, text: str) -> Task:
+    """``task`` reading the columns ``data-columns`` names (``"acc=body_acc,
+    label=activity,group=user"``), for data whose column names differ."""
+    allowed = "'' or comma-separated <key>=<column> with keys " + ", ".join(
+        [*task.modality_names, "label", "group"]
+    )
+    pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+    if any(
+        not key.strip() or not sep or not column.strip() for key, sep, column in pairs
+    ):
+        raise ConfigError("data-columns", text, allowed)
+    try:
+        return task.with_columns({k.strip(): c.strip() for k, _, c in pairs})
+    except KeyError:
+        raise ConfigError("data-columns", text, allowed) from None
+
+
 def _positive(config: Mapping[str, Scalar], key: str, kind: type) -> Scalar:
     value = _get(config, key, kind)
     if value <= 0:
@@ -182,7 +199,10 @@ class ExperimentConfig:
         """Validate ``config`` with its ``preset`` applied (``presets.py``;
         ``defaults``: the app's run-config defaults, read when needed)."""
         config = resolve_preset(config, defaults)
-        task = get_task(str(_get(config, "dataset", str)))
+        task = _with_columns(
+            get_task(str(_get(config, "dataset", str))),
+            str(_optional(config, "data-columns", str, "")),
+        )
         partitioner = _get(config, "partitioner", str)
         if partitioner not in PARTITIONERS:
             raise ConfigError("partitioner", partitioner, ", ".join(PARTITIONERS))

@@ -6,6 +6,7 @@ that leaves clients without a modality."""
 import tomllib
 from pathlib import Path
 
+import datasets
 import pytest
 from benchmark_rows import write
 from rounds import DEFAULTS
@@ -15,7 +16,7 @@ from blossom_app.config import ExperimentConfig
 from blossom_app.data import load_client_data
 from blossom_app.data.loading import load_task_dataset
 from blossom_app.data.splits import SPLIT_COLUMN, split_dataset
-from blossom_app.errors import DataError
+from blossom_app.errors import ConfigError, DataError
 from blossom_app.flwr_runner import run_app
 from blossom_app.model import build_model
 from blossom_app.presets import available_presets, resolve_preset
@@ -141,3 +142,32 @@ def test_every_grid_cell_file_resolves_to_the_papers_setup(name):
         ).cells(APP, Path("/results"), {"preset": "paper", "export-onnx": True})
         compared = {k: v for k, v in swept.resolved.items() if k != "results-dir"}
         assert compared == {k: v for k, v in resolved.items() if k != "results-dir"}
+
+
+def test_other_column_names_are_mapped_with_data_columns(tmp_path):
+    """Where the hub's column names are not known for sure, a user maps them."""
+    task = get_task("ucihar")
+    renamed = {"body_acc": "acc", "body_gyro": "gyro", "activity": "label"}
+    data = write(task, tmp_path / "d.parquet", 30)
+    table = datasets.Dataset.from_parquet(str(data))
+    for new, old in {**renamed, "user": "subject"}.items():
+        table = table.rename_column(old, new)
+    table.to_parquet(str(tmp_path / "renamed.parquet"))
+    mapping = "acc=body_acc, gyro=body_gyro, label=activity, group=user"
+    config = ExperimentConfig.from_run_config(
+        {**DEFAULTS, "dataset": "ucihar", "data-columns": mapping}
+    )
+    data = load_client_data(
+        config.task, source=str(tmp_path / "renamed.parquet"), partitioner="iid",
+        partition_id=0, num_partitions=1, modalities=("acc", "gyro"), alpha=0.5,
+        seed=0, test_fraction=0.3,
+    )  # fmt: skip
+    assert len(data.train) + len(data.test) == 30 - 3  # one window per subject dropped
+    with pytest.raises(ConfigError, match="acc, gyro, label, group"):
+        ExperimentConfig.from_run_config({**DEFAULTS, "data-columns": "accel=x"})
+    with pytest.raises(DataError, match="data-columns"):
+        load_client_data(
+            get_task("ucihar"), source=str(tmp_path / "renamed.parquet"),
+            partitioner="iid", partition_id=0, num_partitions=1, modalities=("acc",),
+            alpha=0.5, seed=0, test_fraction=0.3,
+        )  # fmt: skip

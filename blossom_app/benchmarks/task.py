@@ -1,7 +1,7 @@
 """The dataset seam: what a benchmark declares so that one app can run it."""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch import nn
@@ -66,3 +66,20 @@ class Task:
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+    def with_columns(self, mapping: dict[str, str]) -> "Task":
+        """This task reading other column names: ``mapping`` takes a modality
+        name, ``label`` or ``group`` (the natural-partition column) to the
+        dataset's column. Raises KeyError naming an unknown key."""
+        unknown = set(mapping) - {*self.modality_names, "label", "group"}
+        if unknown:
+            raise KeyError(", ".join(sorted(unknown)))
+        return replace(
+            self,
+            modalities=tuple(
+                replace(spec, column=mapping.get(spec.name, spec.column))
+                for spec in self.modalities
+            ),
+            label_column=mapping.get("label", self.label_column),
+            group_column=mapping.get("group", self.group_column),
+        )

@@ -25,8 +25,9 @@ datasets.disable_progress_bars()
 FILE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
 _SAVED_MARKERS = ("state.json", "dataset_dict.json")
 
-# Per-process cache by task, source and its content: clients load once per process.
-_loaded: dict[tuple[str, str, str], datasets.Dataset] = {}
+# Per-process cache by task (its columns too), source and its content: clients
+# load once per process.
+_loaded: dict[tuple[Task, str, str], datasets.Dataset] = {}
 
 
 def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
@@ -39,7 +40,7 @@ def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
     read-only.
     """
     source = source or task.source
-    key = (task.name, source, repr(source_identity(task, source)))
+    key = (task, source, repr(source_identity(task, source)))
     if key not in _loaded:
         dataset = _as_single_split(_load(task, source), source)
         present = [
@@ -49,7 +50,8 @@ def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
             raise DataError(
                 f"The dataset at '{source}' has none of the modality columns of "
                 f"task '{task.name}' ({', '.join(task.modality_names)}); it has "
-                f"{dataset.column_names}. Rename its columns (Dataset.rename_column)."
+                f"{dataset.column_names}. Map them with the run config's "
+                "data-columns, or rename them (Dataset.rename_column)."
             )
         validate_columns(dataset, task, present)
         _loaded[key] = dataset
@@ -72,9 +74,11 @@ def require_columns(
     if missing:
         raise DataError(
             f"The dataset for task '{task.name}' lacks column(s) {missing}; it has "
-            f"{dataset.column_names}. Rename its columns (Dataset.rename_column), "
-            f"point data-source (or the node's data-path) at a dataset with columns "
-            f"{needed}, or declare only the modalities the data has."
+            f"{dataset.column_names}. Map them with the run config's data-columns "
+            f"(e.g. \"{task.modality_names[0]}=<column>,label=<column>\"), rename "
+            f"them (Dataset.rename_column), point data-source (or the node's "
+            f"data-path) at a dataset with columns {needed}, or declare only the "
+            "modalities the data has."
         )
     return needed
 

@@ -16,7 +16,7 @@ from .partitioning import assign_dataset, make_partitioner
 from .splits import SPLIT_COLUMN, split_dataset
 
 # Per-process cache of split, shuffled, partitioned datasets, keyed by the
-# arguments that shape them (the task by its name).
+# arguments that shape them (the task with its column names).
 _partitioned: dict[tuple[object, ...], Partitioner] = {}
 
 
@@ -40,7 +40,7 @@ def partition_client_data(
     and ``ExperimentConfig``. The partitioned dataset is cached per process.
     """
     key = (
-        task.name,
+        task,
         source or task.source,
         repr(source_identity(task, source or task.source)),
         partitioner,

@@ -132,7 +132,7 @@ class LocalClient:
             exp.task, self.setup.modalities, exp.fusion, exp.run_seed(run_index)
         )
         private = load_private(self.context, run_index, self.state_dir)
-        if private is None and exp.normalize_inputs:
+        if exp.normalize_inputs:  # kept statistics (below) are the same or win
             model.fit_normalization(self.data.train)
         state = model.state_dict()
         own = {} if private is None else private.arrays.to_torch_state_dict()

@@ -33,7 +33,7 @@ def train_handler(msg: Message, context: Context) -> Message:
     content = RecordDict()
     if config.get(EVALUATE_FIRST, False):
         content[EVALUATION], content[PERSONALIZATION] = client.evaluation_records(model)
-    loss = client.train(model, run_index, server_round)
+    loss = client.train(model, run_index, server_round, msg.content["arrays"])
     client.keep_private(run_index, model)
     content["arrays"] = client.shared_update(model)
     content["metrics"] = MetricRecord(

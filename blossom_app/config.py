@@ -16,11 +16,9 @@ from .blocks import Policy, make_policy
 from .data import PARTITIONERS
 from .errors import ConfigError
 from .fusion import FUSIONS
-from .presets import PRESET, resolve_preset
+from .presets import PRESET, Scalar, resolve_preset
 from .server_optimizers import SERVER_OPTIMIZERS, ServerOptimizer
 from .transport import WIRE_DTYPES
-
-Scalar = int | float | str | bool
 
 #: How a client composes its personalized model (``personalization.py``).
 PERSONALIZATIONS = ("fixed", "adaptive")

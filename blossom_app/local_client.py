@@ -157,8 +157,17 @@ class LocalClient:
             device=self.device,
         ).loss
 
-    def train(self, model: MultimodalModel, run_index: int, server_round: int) -> float:
-        """One round of local training of ``model``; the mean training loss."""
+    def train(
+        self,
+        model: MultimodalModel,
+        run_index: int,
+        server_round: int,
+        received: ArrayRecord,
+    ) -> float:
+        """One round of local training of ``model``; the mean training loss.
+        FedProx (``proximal-mu``) pulls towards ``received``, the shared blocks
+        as the server sent them (not the client's own, under adaptive
+        personalization)."""
         exp = self.experiment
         return train(
             model,
@@ -175,7 +184,7 @@ class LocalClient:
                 exp.run_seed(run_index), self.setup.node.partition_id, server_round
             ),
             proximal_mu=exp.proximal_mu,
-            anchored=exp.policy.shared_keys(model.state_dict()),
+            anchor=received.to_torch_state_dict() if exp.proximal_mu > 0 else None,
         )
 
     def evaluate(self, model: MultimodalModel) -> Evaluation:

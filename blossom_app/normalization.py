@@ -5,7 +5,9 @@ deviation of its own training split. The statistics are buffers of the model
 (``normalizers.<modality>.mean`` / ``.std``), so they are saved with the
 client's private state, baked into the exported ONNX model (a device feeds raw
 values) and written to the model card. They belong to the ``normalization``
-block, which every policy keeps private: no statistic leaves the client.
+block, which every policy keeps private: no message carries them (the
+exported model holds them, like every private block, wherever the node writes
+it: in simulation, the shared results directory).
 """
 
 import numpy as np

@@ -10,9 +10,9 @@ validation loss (ties: the fewest own blocks, so the federation is preferred).
 Choices may differ between clients and change from round to round; the
 evaluation replies report them (``own_blocks`` in ``client_metrics.csv``).
 
-The choice only decides what the client *uses*. What it *sends* is unchanged:
-the shared blocks of the model it trained, never a block the policy makes
-private.
+The client then trains the model it chose and sends that model's shared
+blocks, as under any policy (a block it keeps as its own is the one it trains
+and sends back), never a block the policy makes private.
 """
 
 from collections.abc import Callable, Mapping

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
+#: A run-config value.
 Scalar = int | float | str | bool
 
 #: The app directory: where ``pyproject.toml`` and ``conf/`` are, in a checkout

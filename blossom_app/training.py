@@ -1,7 +1,7 @@
 """Local training and evaluation loops."""
 
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,14 +73,14 @@ def train(
     device: torch.device,
     seed: int,
     proximal_mu: float = 0.0,
-    anchored: Collection[str] = (),
+    anchor: Mapping[str, torch.Tensor] | None = None,
 ) -> float:
     """Train ``model`` in place with SGD; return the mean training loss per example
     (the data loss, without the proximal term).
 
     ``seed`` fixes the shuffling and the dropout masks (see ``local_seed``).
-    With ``proximal_mu`` > 0, the parameters named in ``anchored`` are pulled
-    towards their values at the start (FedProx).
+    With ``proximal_mu`` > 0, the parameters named in ``anchor`` are pulled
+    towards its values (FedProx: the shared blocks as received).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -93,10 +93,11 @@ def train(
         weight_decay=weight_decay,
     )
     criterion = nn.CrossEntropyLoss()
+    parameters = dict(model.named_parameters())
     anchor = {
-        key: value.detach().clone()
-        for key, value in model.named_parameters()
-        if key in anchored
+        key: value.detach().to(device=device, dtype=parameters[key].dtype)
+        for key, value in (anchor or {}).items()
+        if key in parameters
     }
     total_loss, seen = 0.0, 0
     for _ in range(epochs):

@@ -60,7 +60,8 @@ def test_fedprox_pulls_only_the_shared_blocks():
         local = LocalClient.from_context(ctx)
         trained = local.personalized_model(0, ArrayRecord())
         start = {k: v.clone() for k, v in trained.state_dict().items()}
-        local.train(trained, 0, server_round=1)
+        received = ArrayRecord({k: start[k] for k in shared})  # as the server sent
+        local.train(trained, 0, 1, received)
         return {
             k: float((v - start[k]).norm()) for k, v in trained.state_dict().items()
         }

@@ -14,8 +14,8 @@ Built-in and plug-in datasets resolve the same way: a name maps to a
 reference, and a reference is imported only when the dataset is used.
 """
 
-import contextlib
 import importlib
+import inspect
 from functools import cache
 from importlib.metadata import entry_points
 
@@ -69,9 +69,8 @@ def _resolve(reference: str, named: str) -> Task:
             "(or on PYTHONPATH) where the ServerApp and ClientApps run?",
         ) from None
     task = target
-    if not isinstance(task, Task) and callable(target):
-        with contextlib.suppress(TypeError):  # it needs arguments: no factory
-            task = target()
+    if not isinstance(task, Task) and callable(target) and _no_arguments(target):
+        task = target()
     if not isinstance(task, Task):
         raise ConfigError(
             "dataset",
@@ -80,6 +79,18 @@ def _resolve(reference: str, named: str) -> Task:
             f"{reference} is a {type(target).__name__}, not a Task.",
         )
     return task
+
+
+def _no_arguments(function: object) -> bool:
+    """Whether ``function`` can be called without arguments (a Task factory)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in parameters
+    )
 
 
 @cache

@@ -58,7 +58,13 @@ def _digest(paths: list[Path]) -> str:
 def client_data_path(task: Task, identity: list, settings: Mapping) -> Path:
     """The cache file of one client's arrays."""
     key = {
-        "task": [task.name, task.label_column, task.group_column, task.class_names],
+        "task": [
+            task.name,
+            task.label_column,
+            task.group_column,
+            task.class_names,
+            task.overlapping_windows,
+        ],
         "modalities": [[m.name, m.column, m.shape] for m in task.modalities],
         "source": identity,
         "settings": dict(settings),

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import DataError
+
 
 @dataclass
 class Split:
@@ -18,10 +20,10 @@ class Split:
 
     def carve(self, fraction: float) -> tuple["Split", "Split"]:
         """``(rest, held_out)``: the last ``ceil(fraction * n)`` examples held
-        out, in order (examples are stored in time order per recording, so the
-        held-out ones mostly come from later in time), at least one each."""
+        out, at least one each (a client's examples are in partition order: a
+        random sample, for the partitioners shuffle)."""
         if len(self) < 2:
-            raise ValueError(
+            raise DataError(
                 f"Cannot hold out validation examples from {len(self)} example(s)."
             )
         held = min(max(1, math.ceil(round(fraction * len(self), 6))), len(self) - 1)

@@ -75,7 +75,7 @@ def require_columns(
         raise DataError(
             f"The dataset for task '{task.name}' lacks column(s) {missing}; it has "
             f"{dataset.column_names}. Map them with the run config's data-columns "
-            f"(e.g. \"{task.modality_names[0]}=<column>,label=<column>\"), rename "
+            f'(e.g. "{task.modality_names[0]}=<column>,label=<column>"), rename '
             f"them (Dataset.rename_column), point data-source (or the node's "
             f"data-path) at a dataset with columns {needed}, or declare only the "
             "modalities the data has."

@@ -168,10 +168,15 @@ def replace_readme_table(
     """Put the table and the target verdicts between the README's markers."""
     lines = [table, ""]
     for v in verdicts:
+        central = v["gap_to_centralized"]
+        central = (
+            "centralized not run yet"
+            if math.isnan(central)
+            else f"vs centralized {points(central)} points"
+        )
         lines.append(
             f"- {v['split']}: default policy vs local {points(v['gain_over_local'])} "
-            f"points (runs' spread {v['spread'] * 100:.1f}), vs centralized "
-            f"{points(v['gap_to_centralized'])} points."
+            f"points (runs' spread {v['spread'] * 100:.1f}); {central}."
         )
     text = readme.read_text(encoding="utf-8")
     start = text.index(README_START) + len(README_START)

@@ -17,8 +17,8 @@ from flwr.serverapp import Grid
 from flwr.supercore import log
 
 from .blocks import format_modalities
-from .config import ModalityMix
 from .errors import ConfigError
+from .modality_mix import ModalityMix
 from .protocol import PROFILE, PROFILE_RECORD
 
 

@@ -9,8 +9,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from blossom_app.benchmarks import get_task
 from blossom_app.blocks import make_policy
 from blossom_app.client_app import app as client_app
-from blossom_app.config import parse_mix
 from blossom_app.fleet import Fleet, NodeProfile
+from blossom_app.modality_mix import parse_mix
 from blossom_app.model import build_model, parameter_keys
 from blossom_app.strategy import BlockwiseStrategy
 

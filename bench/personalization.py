@@ -27,8 +27,9 @@ interrupted bench keeps what it measured and picks up where it stopped (and the
 README's table, between its markers). The
 summaries of finished experiments are also copied to ``bench/personalization/``
 (committed), from which a bench on another machine resumes. Cells
-run in order of importance: default recipe first, natural, then iid, then
-dirichlet. The full size takes hours on 2 cores.
+run in order of importance (see ``stages``): the rows the target needs for
+both recipes first, then adaptive personalization and the ablations. The full
+size takes hours on 2 cores.
 
 Usage: python bench/personalization.py [--quick] [--recipes default paper ...]
        [--splits natural iid dirichlet] [--root DIR] [--out FILE] [--report-only]
@@ -131,19 +132,21 @@ def run_cells(
 
 
 def stages(recipes: list[str], splits: list[str]) -> list[tuple[str, str, tuple]]:
-    """(recipe, split, policies) in order of importance: the default recipe's
-    default policy and ``local`` on every split, then its other policies, then
-    centralized; then the same for the paper's recipe; then the ablations (the
-    default recipe less one change), default policy and local only."""
-    groups = (
-        (DEFAULT_POLICY, "local"),
-        tuple(p for p in POLICIES if p not in (DEFAULT_POLICY, "local")),
-        (CENTRALIZED,),
-    )
+    """(recipe, split, policies) in order of importance: first the rows the
+    target needs, for each main recipe in turn (the default policy and
+    ``local``, then centralized, then ``full-model``); then adaptive
+    personalization and the ablations (the default recipe less one change:
+    default policy and local only)."""
+    required = ((DEFAULT_POLICY, "local"), (CENTRALIZED,), ("full-model",))
+    adaptive = ("full-model+adaptive",)
+    main = [r for r in recipes if r not in ABLATIONS]
+    later = [(r, (adaptive,)) for r in main] + [
+        (r, required[:1]) for r in recipes if r in ABLATIONS
+    ]
     return [
         (recipe, split, group)
-        for recipe in recipes
-        for group in (groups[:1] if recipe in ABLATIONS else groups)
+        for recipe, groups in [(r, required) for r in main] + later
+        for group in groups
         for split in splits
     ]
 

@@ -95,6 +95,7 @@ def train_set(job: SetJob) -> dict[int, dict[int, Evaluation]]:
             weight_decay=config.weight_decay,
             device=device,
             seed=local_seed(job.seed, job.stream, server_round),
+            optimizer=config.client_optimizer,
         )
         if server_round % config.evaluate_every == 0 or server_round == rounds:
             results[server_round] = {

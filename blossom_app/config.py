@@ -19,6 +19,7 @@ from .fusion import FUSIONS
 from .modality_mix import ModalityMix, parse_mix
 from .presets import PRESET, Scalar, resolve_preset
 from .server_optimizers import SERVER_OPTIMIZERS, ServerOptimizer
+from .training import CLIENT_OPTIMIZERS
 from .transport import WIRE_DTYPES
 
 #: How a client composes its personalized model (``personalization.py``).
@@ -99,6 +100,7 @@ class ExperimentConfig:
     local_epochs: int
     batch_size: int
     learning_rate: float
+    client_optimizer: str
     momentum: float
     weight_decay: float
     fraction_train: float
@@ -180,6 +182,11 @@ class ExperimentConfig:
         for key in ("momentum", "weight-decay", "proximal-mu"):
             if _get(config, key, float) < 0:
                 raise ConfigError(key, config[key], "a non-negative float")
+        client_optimizer = _get(config, "client-optimizer", str)
+        if client_optimizer not in CLIENT_OPTIMIZERS:
+            raise ConfigError(
+                "client-optimizer", client_optimizer, ", ".join(CLIENT_OPTIMIZERS)
+            )
         personalization = _get(config, "personalization", str)
         if personalization not in PERSONALIZATIONS:
             raise ConfigError(
@@ -208,6 +215,7 @@ class ExperimentConfig:
             local_epochs=_positive(config, "local-epochs", int),
             batch_size=_positive(config, "batch-size", int),
             learning_rate=_positive(config, "learning-rate", float),
+            client_optimizer=client_optimizer,
             momentum=_get(config, "momentum", float),
             weight_decay=_get(config, "weight-decay", float),
             fraction_train=fraction_train,

@@ -69,18 +69,17 @@ def build_model(
     overwritten by the server's before a client trains them.
     """
     torch.manual_seed(seed)
-    normalizers = {
-        name: InputNormalizer(task.modality(name).shape) for name in modalities
-    }
+    normalizers = {name: InputNormalizer(task.modality(name)) for name in modalities}
     encoders = {name: task.encoder(task.modality(name)) for name in sorted(modalities)}
     fusion_module = FUSIONS[fusion](
-        {name: task.embed_dim for name in modalities}, task.fusion_dim
+        {name: task.embedding_size(name) for name in modalities}, task.fusion_dim
     )
-    head = nn.Sequential(
-        nn.Linear(task.fusion_dim, task.head_hidden),
-        nn.ReLU(),
-        nn.Linear(task.head_hidden, task.num_classes),
-    )
+    hidden = task.head_hidden
+    widths = (task.fusion_dim, *(hidden if isinstance(hidden, tuple) else (hidden,)))
+    layers: list[nn.Module] = []
+    for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
+        layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+    head = nn.Sequential(*layers, nn.Linear(widths[-1], task.num_classes))
     return MultimodalModel(normalizers, encoders, fusion_module, head)
 
 

@@ -166,7 +166,6 @@ def _input_spec(task: Task, modality: str) -> InputSpec:
         name=spec.name,
         shape=(BATCH_AXIS, *spec.shape),
         layout=LAYOUTS[len(spec.shape)],
-        preprocessing=(
-            f"none: raw values as stored in the dataset column '{spec.column}'"
-        ),
+        preprocessing=spec.preprocessing
+        or f"none: raw values as stored in the dataset column '{spec.column}'",
     )

@@ -14,35 +14,46 @@ import numpy as np
 import torch
 from torch import nn
 
+from .benchmarks import ModalitySpec
+
 #: Channels whose spread is below this are only centred (a constant channel
 #: would otherwise be divided by zero).
 MIN_STD = 1e-6
 
 
 class InputNormalizer(nn.Module):
-    """``(x - mean) / std`` per channel, the channel being the last axis of a
-    ``shape``-shaped example (``time x channels``). Identity until ``fit``."""
+    """``(x - mean) / std`` per channel of a ``spec.shape``-shaped example (its
+    channel axis: ``ModalitySpec.channel_axis``). Identity until ``fit``, and
+    always for an input the task does not normalize (token ids)."""
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, spec: ModalitySpec) -> None:
         super().__init__()
-        stats_shape = (1,) * (len(shape) - 1) + (shape[-1],)
+        self.enabled = spec.normalize
+        self.channel_axis = spec.channel_axis
+        stats_shape = [1] * len(spec.shape)
+        stats_shape[spec.channel_axis] = spec.shape[spec.channel_axis]
         self.register_buffer("mean", torch.zeros(stats_shape))
         self.register_buffer("std", torch.ones(stats_shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        return (x - self.mean) / self.std if self.enabled else x
 
     def fit(self, examples: np.ndarray) -> None:
         """Set the statistics from ``examples`` (``n x *shape``)."""
-        axes = tuple(range(examples.ndim - 1))
+        if not self.enabled:
+            return
+        axes = tuple(a for a in range(examples.ndim) if a != 1 + self.channel_axis)
         mean = examples.mean(axis=axes, dtype=np.float64)
         std = examples.std(axis=axes, dtype=np.float64)
         std = np.where(std < MIN_STD, 1.0, std)
         self.mean.copy_(torch.from_numpy(mean).reshape(self.mean.shape))
         self.std.copy_(torch.from_numpy(std).reshape(self.std.shape))
 
-    def statistics(self) -> dict[str, list[float]]:
-        """Per-channel ``mean`` and ``std`` as plain lists (the model card)."""
+    def statistics(self) -> dict[str, list[float]] | None:
+        """Per-channel ``mean`` and ``std`` as plain lists (the model card);
+        None for an input that is not normalized."""
+        if not self.enabled:
+            return None
         return {
             "mean": self.mean.flatten().tolist(),
             "std": self.std.flatten().tolist(),

@@ -24,7 +24,16 @@ from blossom_app.reporting.csv_files import read_rows
 from blossom_app.sweep import SweepGrid
 
 APP = Path(__file__).parents[1]
-BENCHMARKS = ("ucihar", "kuhar", "ptbxl")
+BENCHMARKS = ("ucihar", "kuhar", "ptbxl", "meld", "iemocap", "avmnist")
+#: The paper's recipe per dataset: (optimizer, learning rate, weight decay).
+PAPER_RECIPES = {
+    "ucihar": ("sgd", 0.05, 1e-5),
+    "kuhar": ("sgd", 0.05, 1e-5),
+    "ptbxl": ("sgd", 0.05, 1e-5),
+    "meld": ("sgd", 0.01, 1e-5),
+    "iemocap": ("sgd", 0.01, 1e-5),
+    "avmnist": ("adamw", 1e-3, 1e-4),
+}
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -63,13 +72,21 @@ def test_a_schema_mismatch_names_the_column_and_what_was_expected(name, tmp_path
             test_fraction=0.3,
         )  # fmt: skip
     assert first.column in str(error.value)  # the columns found are listed
-    short = [[[0.0] * first.shape[1]] * (first.shape[0] // 2)] * 12
-    wrong = write(task, tmp_path / "shape.parquet", 12, **{first.column: short})
-    with pytest.raises(DataError, match=rf"'{first.column}'.*{first.shape}"):
-        load_task_dataset(task, str(wrong))
-    outside = write(task, tmp_path / "label.parquet", 12, label=[task.num_classes] * 12)
-    with pytest.raises(DataError, match=rf"'label'.*\[0, {task.num_classes}\)"):
-        load_task_dataset(task, str(outside))
+    if first.features is None:  # arrays of another shape
+        short = [[[0.0] * first.shape[1]] * (first.shape[0] // 2)] * 12
+        wrong = write(task, tmp_path / "shape.parquet", 12, **{first.column: short})
+        with pytest.raises(DataError, match=rf"'{first.column}'.*{first.shape}"):
+            load_task_dataset(task, str(wrong))
+    else:  # values its features cannot read (numbers for a clip, a text, an image)
+        wrong = write(task, tmp_path / "kind.parquet", 12, **{first.column: [7] * 12})
+        with pytest.raises(DataError, match=rf"Column '{first.column}'.*int"):
+            load_task_dataset(task, str(wrong))
+    outside = ["no-such-label"] * 12 if task.label_map else [task.num_classes] * 12
+    label = task.label_column
+    bad = write(task, tmp_path / "label.parquet", 12, **{label: outside})
+    expected = "expected one of" if task.label_map else rf"\[0, {task.num_classes}\)"
+    with pytest.raises(DataError, match=rf"'{label}'.*{expected}"):
+        load_task_dataset(task, str(bad))
 
 
 def test_overlapping_windows_are_split_in_order_per_subject(tmp_path):
@@ -126,11 +143,9 @@ def test_every_grid_cell_file_resolves_to_the_papers_setup(name):
         resolved = resolve_preset({**DEFAULTS, **cell}, DEFAULTS)
         config = ExperimentConfig.from_run_config(resolved, DEFAULTS)
         assert config.task.name == name and config.preset == "paper"
-        assert (config.local_epochs, config.num_runs, config.learning_rate) == (
-            1,
-            5,
-            0.05,
-        )
+        assert (config.local_epochs, config.num_runs) == (1, 5)
+        recipe = (config.client_optimizer, config.learning_rate, config.weight_decay)
+        assert recipe == PAPER_RECIPES[name]
         assert path.stem == f"{config.partitioner}-{cell['modality-mix']}-" + (
             config.policy.name
         )

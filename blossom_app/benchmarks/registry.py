@@ -29,6 +29,11 @@ BUILTIN = {
     "ucihar": "blossom_app.benchmarks.ucihar:UCIHAR",
     "kuhar": "blossom_app.benchmarks.kuhar:KUHAR",
     "ptbxl": "blossom_app.benchmarks.ptbxl:PTBXL",
+    "meld": "blossom_app.benchmarks.meld:MELD",
+    "meld-mobilebert": "blossom_app.benchmarks.meld:MELD_MOBILEBERT",
+    "iemocap": "blossom_app.benchmarks.iemocap:IEMOCAP",
+    "iemocap-mobilebert": "blossom_app.benchmarks.iemocap:IEMOCAP_MOBILEBERT",
+    "avmnist": "blossom_app.benchmarks.avmnist:AVMNIST",
 }
 
 

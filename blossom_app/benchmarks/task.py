@@ -1,9 +1,11 @@
 """The dataset seam: what a benchmark declares so that one app can run it."""
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from torch import nn
 
 
@@ -11,17 +13,34 @@ from torch import nn
 class ModalitySpec:
     """One input modality of a task.
 
-    ``shape`` is the per-example input shape, e.g. ``(128, 3)`` for 128 time
-    steps x 3 channels. ``column`` is the dataset column that holds it.
+    ``shape`` is the per-example input shape the model takes: ``time x
+    channels`` for windows (e.g. ``(128, 3)``), ``channels x height x width``
+    for images and spectrograms, ``(length,)`` for token ids. ``column`` is the
+    dataset column that holds it. ``features`` turns one stored value (an
+    audio file, a text, an image) into that array; without it the column holds
+    the arrays themselves. ``preprocessing`` says, for the model card, what a
+    device computes before feeding the model (``features``' description).
+    ``normalize``: the model standardizes this input per channel (the channel
+    axis: first for images, last otherwise); not for token ids.
+    ``embed_dim``: its encoder's output size, where it differs from the task's.
     """
 
     name: str
     shape: tuple[int, ...]
     column: str = ""
+    features: Callable[[Any], np.ndarray] | None = None
+    preprocessing: str = ""
+    normalize: bool = True
+    embed_dim: int | None = None
 
     def __post_init__(self) -> None:
         if not self.column:
             object.__setattr__(self, "column", self.name)
+
+    @property
+    def channel_axis(self) -> int:
+        """The axis of an example that holds its channels."""
+        return 0 if len(self.shape) == 3 else len(self.shape) - 1
 
 
 @dataclass(frozen=True)
@@ -36,7 +55,10 @@ class Task:
     speaker, site). ``overlapping_windows``: rows are windows in time order
     (per group) that may overlap, so the train/test split cuts each group in
     order instead of drawing rows at random (``data/splits.py``). ``metric``:
-    the one the paper reports, ``accuracy`` or ``macro-f1``.
+    the one the paper reports, ``accuracy`` or ``macro-f1``. ``label_map``:
+    where the label column holds names or other ids, each value (a name,
+    lower-cased, or an id) -> its class index; rows whose label it lacks are
+    left out. ``head_hidden``: the head's hidden layer sizes.
     """
 
     name: str
@@ -45,13 +67,14 @@ class Task:
     encoder: Callable[[ModalitySpec], nn.Module]
     embed_dim: int
     fusion_dim: int
-    head_hidden: int
+    head_hidden: int | tuple[int, ...]
     source: str
     label_column: str = "label"
     group_column: str | None = None
     build_embedded: Callable[[Path], None] | None = None
     overlapping_windows: bool = False
     metric: str = "accuracy"
+    label_map: Mapping[str | int, int] | None = field(default=None, hash=False)
 
     @property
     def modality_names(self) -> tuple[str, ...]:
@@ -60,6 +83,10 @@ class Task:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def embedding_size(self, name: str) -> int:
+        """The output size of modality ``name``'s encoder."""
+        return self.modality(name).embed_dim or self.embed_dim
 
     def modality(self, name: str) -> ModalitySpec:
         for spec in self.modalities:
@@ -83,3 +110,14 @@ class Task:
             label_column=mapping.get("label", self.label_column),
             group_column=mapping.get("group", self.group_column),
         )
+
+
+@dataclass(frozen=True)
+class EncoderByModality:
+    """A task's ``encoder`` where modalities need different networks: modality
+    name -> the function that builds its encoder from its spec."""
+
+    builders: tuple[tuple[str, Callable[[ModalitySpec], nn.Module]], ...]
+
+    def __call__(self, spec: ModalitySpec) -> nn.Module:
+        return dict(self.builders)[spec.name](spec)

@@ -11,6 +11,7 @@ cached here (HF caches their downloads itself).
 """
 
 import hashlib
+import inspect
 import json
 import os
 import tempfile
@@ -48,6 +49,16 @@ def source_identity(task: Task, source: str) -> list | None:
     ]
 
 
+def _feature_code(task: Task) -> list[Path]:
+    """The source files of the task's feature functions (audio, text, images)."""
+    files = {
+        Path(inspect.getfile(type(m.features)))
+        for m in task.modalities
+        if m.features is not None
+    }
+    return sorted(files)
+
+
 def _digest(paths: list[Path]) -> str:
     sha = hashlib.sha256()
     for path in paths:
@@ -65,10 +76,13 @@ def client_data_path(task: Task, identity: list, settings: Mapping) -> Path:
             task.class_names,
             task.overlapping_windows,
         ],
-        "modalities": [[m.name, m.column, m.shape] for m in task.modalities],
+        "modalities": [
+            [m.name, m.column, m.shape, repr(m.features)] for m in task.modalities
+        ],
+        "labels": repr(task.label_map),
         "source": identity,
         "settings": dict(settings),
-        "code": _digest(_CODE),
+        "code": _digest(_CODE + _feature_code(task)),
     }
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return cache_dir() / "clients" / f"{task.name}-{name[:32]}.npz"

@@ -17,7 +17,7 @@ import numpy as np
 from ..benchmarks.task import Task
 from ..errors import DataError
 from .cache import cache_dir, source_identity
-from .columns import numpy_columns
+from .columns import features_of, numpy_columns
 
 # Client logs are read by people: no per-call progress bars from `datasets`.
 datasets.disable_progress_bars()
@@ -35,14 +35,17 @@ def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
 
     ``source`` defaults to ``task.source``. A multi-split dataset
     (``DatasetDict``) yields its ``train`` split, or all splits concatenated
-    when it has no ``train`` split. Results are cached per process, keyed by
-    task, source and (for local files) their sizes and times; treat them as
-    read-only.
+    when it has no ``train`` split. Audio columns are read undecoded (the
+    task's features decode them); labels are encoded with the task's
+    ``label_map``, leaving out rows of other labels. Results are cached per
+    process, keyed by task, source and (for local files) their sizes and
+    times; treat them as read-only.
     """
     source = source or task.source
     key = (task, source, repr(source_identity(task, source)))
     if key not in _loaded:
         dataset = _as_single_split(_load(task, source), source)
+        dataset = encode_labels(_undecoded_audio(dataset), task)
         present = [
             spec.name for spec in task.modalities if spec.column in dataset.column_names
         ]
@@ -95,15 +98,52 @@ def validate_columns(
     needed = require_columns(dataset, task, modalities)
     if len(dataset) == 0:
         raise DataError(f"The dataset for task '{task.name}' has no rows.")
-    first = dataset.with_format("numpy", columns=needed)[0]
+    first = dataset.select_columns(needed)[0]
     for spec in specs:
-        shape = np.shape(first[spec.column])
+        value = first[spec.column]
+        shape = np.shape(value if spec.features is None else features_of(spec, value))
         if shape != spec.shape:
             raise DataError(
                 f"Column '{spec.column}' holds examples of shape {shape}, but task "
                 f"'{task.name}' expects {spec.shape}. Reshape or resample the data."
             )
     _check_labels(numpy_columns(dataset, [task.label_column])[task.label_column], task)
+
+
+def encode_labels(dataset: datasets.Dataset, task: Task) -> datasets.Dataset:
+    """``dataset`` with its labels as class indices through ``task.label_map``
+    (names, lower-cased, from strings or a ClassLabel's names; otherwise the
+    ids), without the rows of other labels; unchanged without a label map."""
+    if task.label_map is None or task.label_column not in dataset.column_names:
+        return dataset
+    feature = dataset.features[task.label_column]
+    names = feature.names if isinstance(feature, datasets.ClassLabel) else None
+    keys = [
+        value.lower() if isinstance(value, str) else value
+        for value in (names[v] if names else v for v in dataset[task.label_column])
+    ]
+    mapped = [task.label_map.get(key) for key in keys]
+    kept = [row for row, label in enumerate(mapped) if label is not None]
+    if not kept:
+        found = sorted({str(key) for key in keys})[:20]
+        raise DataError(
+            f"No label in column '{task.label_column}' is one task '{task.name}' "
+            f"knows: found {found}, expected one of "
+            f"{sorted(map(str, task.label_map))}. Map the right column with "
+            "data-columns (label=<column>)."
+        )
+    labels = [mapped[row] for row in kept]
+    dataset = dataset.select(kept).remove_columns(task.label_column)
+    return dataset.add_column(task.label_column, labels)
+
+
+def _undecoded_audio(dataset: datasets.Dataset) -> datasets.Dataset:
+    """Audio columns cast to stay undecoded: ``audio.decode_audio`` reads
+    their bytes (the ``datasets`` decoder would need ``torchcodec``)."""
+    for name, feature in dataset.features.items():
+        if isinstance(feature, datasets.Audio) and feature.decode:
+            dataset = dataset.cast_column(name, datasets.Audio(decode=False))
+    return dataset
 
 
 def _check_labels(labels: np.ndarray, task: Task) -> None:

@@ -9,7 +9,7 @@ from flwr_datasets.partitioner import Partitioner
 from ..benchmarks.task import Task
 from ..errors import DataError
 from .cache import source_identity
-from .columns import numpy_columns
+from .columns import modality_array, numpy_columns
 from .examples import ClientData, Split
 from .loading import load_task_dataset, require_columns
 from .partitioning import assign_dataset, make_partitioner
@@ -88,12 +88,8 @@ def partition_client_data(
 
 def _to_split(rows: datasets.Dataset, task: Task, modalities: tuple[str, ...]) -> Split:
     """Read only the columns of ``modalities`` and the labels of ``rows``."""
-    columns = {name: task.modality(name).column for name in modalities}
-    arrays = numpy_columns(rows, [*columns.values(), task.label_column])
+    labels = numpy_columns(rows, [task.label_column])[task.label_column]
     return Split(
-        inputs={
-            name: arrays[column].astype(np.float32, copy=False)
-            for name, column in columns.items()
-        },
-        labels=arrays[task.label_column].astype(np.int64, copy=False),
+        inputs={name: modality_array(rows, task.modality(name)) for name in modalities},
+        labels=labels.astype(np.int64, copy=False),
     )

@@ -1,0 +1,181 @@
+"""Audio inputs: decode a stored clip, compute its log-mel spectrogram (torch
+alone), and the encoder of such spectrograms seen as an image.
+
+The benchmarks' audio columns are Hugging Face ``Audio`` values. The loader
+reads them undecoded (``{"bytes", "path"}``: no ``torchcodec`` needed) and
+``decode_audio`` reads WAV with the standard library, or any format with
+``soundfile`` when it is installed; already decoded values (``{"array",
+"sampling_rate"}``) are used as they are. Spectrograms are computed at the
+clip's own sampling rate with windows and hops of fixed duration, so clips
+recorded at different rates give the same frames without resampling.
+"""
+
+import io
+import math
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DataError
+from .task import ModalitySpec
+
+#: Power below this (relative to 1) is clipped before taking decibels.
+POWER_FLOOR = 1e-10
+
+
+def decode_audio(value: object) -> tuple[np.ndarray, int]:
+    """``(samples, sampling_rate)`` of one stored clip, mono float32 in [-1, 1]
+    for integer WAV; DataError saying what was found and what is read."""
+    if isinstance(value, dict) and value.get("array") is not None:
+        samples = np.asarray(value["array"], dtype=np.float32)
+        return _mono(samples, channels_last=False), int(value["sampling_rate"])
+    if isinstance(value, dict) and (value.get("bytes") or value.get("path")):
+        data = value.get("bytes") or Path(value["path"]).read_bytes()
+        if data[:4] == b"RIFF":
+            return _read_wav(data)
+        return _read_other(data)
+    raise DataError(
+        f"An audio value must be a dict with 'bytes' or 'path' (a Hugging Face "
+        f"Audio column) or with 'array' and 'sampling_rate'; found "
+        f"{type(value).__name__}."
+    )
+
+
+def _read_wav(data: bytes) -> tuple[np.ndarray, int]:
+    with wave.open(io.BytesIO(data)) as clip:
+        width, channels = clip.getsampwidth(), clip.getnchannels()
+        rate, frames = clip.getframerate(), clip.readframes(clip.getnframes())
+    if width == 1:  # 8-bit WAV is unsigned
+        samples = (np.frombuffer(frames, np.uint8).astype(np.float32) - 128) / 128
+    elif width in (2, 4):
+        kind = np.int16 if width == 2 else np.int32
+        samples = np.frombuffer(frames, kind).astype(np.float32) / -np.iinfo(kind).min
+    else:
+        raise DataError(f"WAV with {8 * width}-bit samples is not supported.")
+    return _mono(samples.reshape(-1, channels), channels_last=True), rate
+
+
+def _read_other(data: bytes) -> tuple[np.ndarray, int]:
+    try:
+        import soundfile
+    except ImportError as error:
+        raise DataError(
+            "An audio clip is not WAV. Install 'soundfile' (pip install soundfile) "
+            "to read FLAC, OGG and other formats, or store the clips as WAV."
+        ) from error
+    samples, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return _mono(samples, channels_last=True), int(rate)
+
+
+def _mono(samples: np.ndarray, channels_last: bool) -> np.ndarray:
+    if samples.ndim == 1:
+        return samples
+    return samples.mean(axis=1 if channels_last else 0).astype(np.float32)
+
+
+def mel_filters(n_fft: int, n_mels: int, rate: int) -> torch.Tensor:
+    """``(n_fft // 2 + 1) x n_mels`` triangular filters, evenly spaced on the
+    HTK mel scale from 0 Hz to ``rate / 2``, unnormalized."""
+    frequencies = torch.linspace(0, rate / 2, n_fft // 2 + 1)
+    top_mel = 2595.0 * math.log10(1 + rate / 2 / 700.0)
+    edges_mel = torch.linspace(0.0, top_mel, n_mels + 2)
+    edges = 700.0 * (10 ** (edges_mel / 2595.0) - 1)
+    rising = (frequencies[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])
+    falling = (edges[None, 2:] - frequencies[:, None]) / (edges[2:] - edges[1:-1])
+    return torch.clamp(torch.minimum(rising, falling), min=0.0)
+
+
+@dataclass(frozen=True)
+class LogMel:
+    """A clip -> its log-mel spectrogram in decibels, ``frames x n_mels``
+    (``1 x n_mels x frames`` with ``as_image``).
+
+    The clip is cut or zero-padded to ``seconds``; frames use a Hann window of
+    ``window_s`` every ``hop_s`` (centred), power spectra, ``n_mels`` mel
+    bands, ``10 log10`` clipped ``top_db`` below the clip's peak; ``frames``
+    cuts or pads (with the floor) the frame count, which rounding can move by
+    one at other rates.
+    """
+
+    n_mels: int
+    frames: int
+    seconds: float
+    window_s: float = 0.025
+    hop_s: float = 0.010
+    top_db: float = 80.0
+    as_image: bool = False
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self.as_image:
+            return (1, self.n_mels, self.frames)
+        return (self.frames, self.n_mels)
+
+    @property
+    def description(self) -> str:
+        layout = "1 x mels x frames" if self.as_image else "frames x mels"
+        return (
+            f"log-mel spectrogram ({layout}): mono clip cut or zero-padded to "
+            f"{self.seconds} s, Hann window {self.window_s * 1000:g} ms, hop "
+            f"{self.hop_s * 1000:g} ms, {self.n_mels} HTK mel bands 0 Hz to half "
+            f"the sampling rate, power in dB clipped {self.top_db:g} dB below the "
+            f"peak, {self.frames} frames (blossom_app.benchmarks.audio.LogMel)"
+        )
+
+    def __call__(self, value: object) -> np.ndarray:
+        samples, rate = decode_audio(value)
+        length = round(self.seconds * rate)
+        clip = torch.zeros(length)
+        kept = torch.from_numpy(np.ascontiguousarray(samples[:length]))
+        clip[: len(kept)] = kept
+        n_fft = max(2, round(self.window_s * rate))
+        spectrum = torch.stft(
+            clip,
+            n_fft=n_fft,
+            hop_length=max(1, round(self.hop_s * rate)),
+            window=torch.hann_window(n_fft),
+            return_complex=True,
+        )  # freq x frames
+        power = spectrum.abs().pow(2).T @ mel_filters(n_fft, self.n_mels, rate)
+        decibels = 10 * torch.log10(torch.clamp(power, min=POWER_FLOOR))
+        decibels = torch.maximum(decibels, decibels.max() - self.top_db)
+        out = torch.full((self.frames, self.n_mels), float(decibels.min()))
+        count = min(self.frames, len(decibels))
+        out[:count] = decibels[:count]
+        out = out.T.unsqueeze(0) if self.as_image else out
+        return out.numpy().astype(np.float32)
+
+
+class SpectrogramEncoder(nn.Module):
+    """Four strided convolutions (1→8 k5, 8→16, 16→32, 32→64 k3, stride 2,
+    ReLU), global average pooling, Linear(64→``embed_dim``).
+
+    Input ``batch x 1 x mels x frames``. The paper's AV-MNIST audio encoder,
+    without its BatchNorm layers (their running statistics would be averaged
+    across clients with different data).
+    """
+
+    def __init__(self, channels: int = 1, embed_dim: int = 256) -> None:
+        super().__init__()
+        widths = (channels, 8, 16, 32, 64)
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            kernel = 5 if i == 0 else 3
+            layers += [
+                nn.Conv2d(c_in, c_out, kernel, stride=2, padding=kernel // 2),
+                nn.ReLU(),
+            ]
+        self.conv = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.project = nn.Linear(widths[-1], embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.conv(x))
+
+
+def spectrogram_encoder(spec: ModalitySpec) -> nn.Module:
+    """The spectrogram encoder for a ``channels x mels x frames`` modality."""
+    return SpectrogramEncoder(spec.shape[0], spec.embed_dim or 256)

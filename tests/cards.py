@@ -5,9 +5,9 @@ from blossom_app.model import MultimodalModel
 from blossom_app.model_card import ModelCard, build_card
 
 
-def card_for(model: MultimodalModel, fusion: str) -> ModelCard:
+def card_for(model: MultimodalModel, fusion: str, dataset: str = "watch") -> ModelCard:
     return build_card(
-        get_task("watch"),
+        get_task(dataset),
         model.modalities,
         fusion=fusion,
         policy="private-head-fusion",

@@ -9,6 +9,7 @@ from pathlib import Path
 import datasets
 import pytest
 from benchmark_rows import write
+from cards import card_for
 from rounds import DEFAULTS
 
 from blossom_app.benchmarks import get_task
@@ -17,8 +18,10 @@ from blossom_app.data import load_client_data
 from blossom_app.data.loading import load_task_dataset
 from blossom_app.data.splits import SPLIT_COLUMN, split_dataset
 from blossom_app.errors import ConfigError, DataError
+from blossom_app.export import PARITY_TOLERANCE, export_personalized
 from blossom_app.flwr_runner import run_app
 from blossom_app.model import build_model
+from blossom_app.model_card import CARD_FILE, ModelCard
 from blossom_app.presets import available_presets, resolve_preset
 from blossom_app.reporting.csv_files import read_rows
 from blossom_app.sweep import SweepGrid
@@ -87,6 +90,65 @@ def test_a_schema_mismatch_names_the_column_and_what_was_expected(name, tmp_path
     expected = "expected one of" if task.label_map else rf"\[0, {task.num_classes}\)"
     with pytest.raises(DataError, match=rf"'{label}'.*{expected}"):
         load_task_dataset(task, str(bad))
+
+
+@pytest.mark.parametrize("name", ["meld", "avmnist"])
+def test_audio_text_and_image_models_export_with_their_preprocessing(name, tmp_path):
+    """The features are computed before the model (the card says how); the
+    model, its token embedding and 2-D convolutions, exports with parity and
+    int8 quantization."""
+    task = get_task(name)
+    source = write(task, tmp_path / "data.parquet", 30)
+    data = load_client_data(
+        task, source=str(source), partitioner="iid", partition_id=0,
+        num_partitions=1, modalities=task.modality_names, alpha=0.5, seed=0,
+        test_fraction=0.3,
+    )  # fmt: skip
+    model = build_model(task, task.modality_names, "attention", seed=0)
+    model.fit_normalization(data.train)
+    card = card_for(model, "attention", name)
+    report = export_personalized(
+        model, card, tmp_path / "out", data.test, quantize=True, latency_runs=2
+    )
+    assert report.parity_max_abs_error <= PARITY_TOLERANCE
+    assert report.int8_accuracy_delta is not None
+    written = ModelCard.from_json((tmp_path / "out" / CARD_FILE).read_text())
+    for spec in written.inputs:
+        assert spec.preprocessing == task.modality(spec.name).preprocessing
+        assert spec.shape[1:] == task.modality(spec.name).shape
+    kinds = {s.name: s.preprocessing.split(" (")[0] for s in written.inputs}
+    assert any("log-mel" in kind for kind in kinds.values()), kinds
+    if name == "meld":  # token ids are not standardized
+        assert (
+            written.inputs[1].name == "text" and written.inputs[1].normalization is None
+        )
+
+
+def test_labels_are_read_from_names_class_label_names_or_ids(tmp_path):
+    """A label-mapped task reads names (lower-cased), a ClassLabel's names or
+    raw ids, and leaves out the rows of labels it has no class for."""
+    iemocap = get_task("iemocap")  # raw ids: 1 sad, 6 neu, 7 ang, 8 hap, 10 exc
+    raw = [1, 6, 7, 8, 10, 0, 2] * 3
+    ids = write(iemocap, tmp_path / "ids.parquet", 21, names=False, label=raw)
+    assert load_task_dataset(iemocap, str(ids))["label"] == [0, 1, 2, 3, 3] * 3
+    meld = get_task("meld")
+    table = datasets.Dataset.from_parquet(str(write(meld, tmp_path / "m.parquet", 8)))
+    named = ["Joy", "surprise", "ANGER", "sadness", "neutral", "fear", "joy", "joy"]
+    table = table.remove_columns("emotion").add_column("emotion", named)
+    table = table.class_encode_column("emotion")  # ids by sorted name
+    table.save_to_disk(str(tmp_path / "classlabel"))
+    loaded = load_task_dataset(meld, str(tmp_path / "classlabel"))
+    assert loaded["emotion"] == [1, 0, 3, 2, 1, 1]  # joy anger sadness neutral joy joy
+
+
+def test_mobilebert_text_needs_its_extra_or_the_hub_and_says_so(tmp_path, monkeypatch):
+    """The paper's MobileBERT text features are optional: without the extra
+    (or without the hub) the error says what to install or to use instead."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    task = get_task("meld-mobilebert")
+    source = write(task, tmp_path / "data.parquet", 12)
+    with pytest.raises(DataError, match=r"Column 'text'.*without '-mobilebert'"):
+        load_task_dataset(task, str(source))
 
 
 def test_overlapping_windows_are_split_in_order_per_subject(tmp_path):

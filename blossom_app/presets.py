@@ -1,9 +1,11 @@
 """Presets: named sets of run-config values, such as the paper's recipe.
 
 ``preset = "paper"`` in the run config names ``conf/<dataset>/paper.toml`` in
-the app directory. Its values replace the app's defaults, and a key the user
-set to anything but its default wins over the preset, so one command combines
-both: ``flwr run . --run-config "preset='paper' seed=7"``. The app resolves the
+the app directory, or for a plug-in dataset ``paper.toml`` in the directory
+its ``Task.presets`` names (shipped with the plug-in). Its values replace the
+app's defaults, and a key the user set to anything but its default wins over
+the preset, so one command combines both:
+``flwr run . --run-config "preset='paper' seed=7"``. The app resolves the
 preset itself (the ServerApp, every ClientApp, ``blossom`` commands), and the
 results record the resolved values, so ``blossom compare`` and sweeps see
 what actually ran.
@@ -32,16 +34,23 @@ def app_defaults(app_dir: Path = APP_DIR) -> dict[str, Scalar]:
         return tomllib.load(handle)["tool"]["flwr"]["app"]["config"]
 
 
-def preset_file(dataset: str, name: str, app_dir: Path = APP_DIR) -> Path:
-    return app_dir / "conf" / dataset / f"{name}.toml"
+def preset_dir(dataset: str, app_dir: Path = APP_DIR) -> Path:
+    """Where ``dataset``'s presets are: ``conf/<dataset>/`` in the app
+    directory, else the plug-in task's ``presets`` directory."""
+    built_in = app_dir / "conf" / dataset
+    if built_in.is_dir():
+        return built_in
+    from .benchmarks import get_task  # the registry imports plug-ins: only here
+
+    return get_task(dataset).presets or built_in
 
 
 def available_presets(dataset: str, app_dir: Path = APP_DIR) -> list[str]:
-    """The presets of ``dataset``: the files of ``conf/<dataset>/`` that do not
-    choose a preset themselves (those are grid cells, run with ``flwr run .
-    --run-config conf/<dataset>/<cell>.toml``)."""
+    """The presets of ``dataset``: the files of its preset directory that do
+    not choose a preset themselves (those are grid cells, run with ``flwr run
+    . --run-config conf/<dataset>/<cell>.toml``)."""
     found = []
-    for path in sorted((app_dir / "conf" / dataset).glob("*.toml")):
+    for path in sorted(preset_dir(dataset, app_dir).glob("*.toml")):
         with path.open("rb") as handle:
             if not _FIXED & set(tomllib.load(handle)):
                 found.append(path.stem)
@@ -65,14 +74,15 @@ def resolve_preset(
     if not name:
         return resolved
     dataset = str(resolved.get("dataset", ""))
-    path = preset_file(dataset, name, app_dir)
+    path = preset_dir(dataset, app_dir) / f"{name}.toml"
     if not path.is_file():
         found = ", ".join(available_presets(dataset, app_dir)) or "none"
         raise ConfigError(
             PRESET,
             name,
             f"'' or a preset of dataset '{dataset}': {found}",
-            f"A preset is a file conf/{dataset}/<name>.toml in the app directory.",
+            f"A preset is a file conf/{dataset}/<name>.toml in the app directory "
+            "(a plug-in's: <name>.toml in its Task's presets directory).",
         )
     with path.open("rb") as handle:
         values = tomllib.load(handle)

@@ -13,6 +13,7 @@ from blossom_app.benchmarks import get_task, registered
 from blossom_app.benchmarks.registry import BUILTIN
 from blossom_app.errors import ConfigError
 from blossom_app.flwr_runner import run_app
+from blossom_app.presets import app_defaults, available_presets, resolve_preset
 from blossom_app.reporting.csv_files import read_rows
 
 APP = Path(__file__).parents[1]
@@ -56,6 +57,14 @@ def test_an_installed_plugin_is_registered_by_name_and_reference(site):
     )
 
 
+def test_a_plugin_ships_its_own_presets(site):
+    assert available_presets("toy") == ["quick"]
+    resolved = resolve_preset({**app_defaults(), "dataset": "toy", "preset": "quick"})
+    assert (resolved["num-server-rounds"], resolved["local-epochs"]) == (3, 2)
+    with pytest.raises(ConfigError, match="preset of dataset 'toy': quick"):
+        resolve_preset({**app_defaults(), "dataset": "toy", "preset": "paper"})
+
+
 def test_a_bad_reference_says_what_is_wrong(site):
     with pytest.raises(ConfigError, match="not a Task"):
         get_task("toy_blossom:build")  # a function, but it needs a path
@@ -74,8 +83,7 @@ def test_the_plugin_runs_end_to_end_through_flwr(site, flwr_env, tmp_path):
             "data-source": str(data),
             "partitioner": "natural",
             "modality-mix": "left=2,right=2,left+right=2",
-            "num-server-rounds": 3,
-            "local-epochs": 2,
+            "preset": "quick",  # the plug-in's own: 3 rounds, 2 local epochs
         },
         num_supernodes=6,
         env={**flwr_env, "PYTHONPATH": str(site)},
@@ -85,7 +93,9 @@ def test_the_plugin_runs_end_to_end_through_flwr(site, flwr_env, tmp_path):
     [experiment] = Path(flwr_env["BLOSSOM_RESULTS_DIR"]).glob("toy/natural/*/*/*")
     clients = read_rows(experiment / "run_0" / "client_metrics.csv")
     assert {r["modalities"] for r in clients} == {"left", "right", "left+right"}
-    final = read_rows(experiment / "aggregated_metrics.csv")[-1]
+    aggregated = read_rows(experiment / "aggregated_metrics.csv")
+    assert [int(r["round"]) for r in aggregated][-1] == 3  # the preset's rounds
+    final = aggregated[-1]
     assert float(final["weighted_accuracy_mean"]) > 0.7  # the classes are learnable
     models = read_rows(experiment / "run_0" / "models.csv")
     assert {r["status"] for r in models} == {"written"} and len(models) == 6

@@ -58,7 +58,8 @@ class Task:
     the one the paper reports, ``accuracy`` or ``macro-f1``. ``label_map``:
     where the label column holds names or other ids, each value (a name,
     lower-cased, or an id) -> its class index; rows whose label it lacks are
-    left out. ``head_hidden``: the head's hidden layer sizes.
+    left out. ``head_hidden``: the head's hidden layer sizes. ``presets``: a
+    plug-in's directory of preset files (``<name>.toml``, see ``presets.py``).
     """
 
     name: str
@@ -75,6 +76,7 @@ class Task:
     overlapping_windows: bool = False
     metric: str = "accuracy"
     label_map: Mapping[str | int, int] | None = field(default=None, hash=False)
+    presets: Path | None = None
 
     @property
     def modality_names(self) -> tuple[str, ...]:

@@ -5,7 +5,9 @@ classes, a subject per row. ``build(path)`` writes a small dataset of that
 schema as parquet; ``TASK`` tells BLOSSOM how to read it and which network
 serves each block. The package registers ``TASK`` under the entry point group
 ``blossom.benchmarks`` (see ``pyproject.toml``), so ``dataset = "toy"`` finds it;
-``dataset = "toy_blossom:TASK"`` works without registering.
+``dataset = "toy_blossom:TASK"`` works without registering. Its own settings
+come as presets, files in ``presets/`` (``preset = "quick"``), not as new
+run-config keys.
 """
 
 from pathlib import Path
@@ -58,4 +60,5 @@ TASK = Task(
     head_hidden=8,
     source="toy.parquet",  # overridden with data-source
     group_column="subject",
+    presets=Path(__file__).parent / "presets",
 )

@@ -96,6 +96,7 @@ def train_set(job: SetJob) -> dict[int, dict[int, Evaluation]]:
             device=device,
             seed=local_seed(job.seed, job.stream, server_round),
             optimizer=config.client_optimizer,
+            max_grad_norm=config.max_grad_norm,
         )
         if server_round % config.evaluate_every == 0 or server_round == rounds:
             results[server_round] = {

@@ -103,6 +103,7 @@ class ExperimentConfig:
     client_optimizer: str
     momentum: float
     weight_decay: float
+    max_grad_norm: float
     fraction_train: float
     evaluate_every: int
     num_runs: int
@@ -179,7 +180,7 @@ class ExperimentConfig:
         for key in ("server-momentum", "server-beta1", "server-beta2"):
             if not 0.0 <= _get(config, key, float) < 1.0:
                 raise ConfigError(key, config[key], "a float in [0, 1)")
-        for key in ("momentum", "weight-decay", "proximal-mu"):
+        for key in ("momentum", "weight-decay", "proximal-mu", "max-grad-norm"):
             if _get(config, key, float) < 0:
                 raise ConfigError(key, config[key], "a non-negative float")
         client_optimizer = _get(config, "client-optimizer", str)
@@ -218,6 +219,7 @@ class ExperimentConfig:
             client_optimizer=client_optimizer,
             momentum=_get(config, "momentum", float),
             weight_decay=_get(config, "weight-decay", float),
+            max_grad_norm=_get(config, "max-grad-norm", float),
             fraction_train=fraction_train,
             evaluate_every=_positive(config, "evaluate-every", int),
             num_runs=_positive(config, "num-runs", int),

@@ -186,6 +186,7 @@ class LocalClient:
             proximal_mu=exp.proximal_mu,
             anchor=received.to_torch_state_dict() if exp.proximal_mu > 0 else None,
             optimizer=exp.client_optimizer,
+            max_grad_norm=exp.max_grad_norm,
         )
 
     def evaluate(self, model: MultimodalModel) -> Evaluation:

@@ -102,6 +102,7 @@ def train(
     proximal_mu: float = 0.0,
     anchor: Mapping[str, torch.Tensor] | None = None,
     optimizer: str = "sgd",
+    max_grad_norm: float = 0.0,
 ) -> float:
     """Train ``model`` in place with ``optimizer`` (``CLIENT_OPTIMIZERS``);
     return the mean training loss per example (the data loss, without the
@@ -109,7 +110,9 @@ def train(
 
     ``seed`` fixes the shuffling and the dropout masks (see ``local_seed``).
     With ``proximal_mu`` > 0, the parameters named in ``anchor`` are pulled
-    towards its values (FedProx: the shared blocks as received).
+    towards its values (FedProx: the shared blocks as received). With
+    ``max_grad_norm`` > 0, each step's gradient is rescaled to at most that
+    norm (over all parameters).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -134,6 +137,8 @@ def train(
             if proximal_mu > 0 and anchor:
                 objective = loss + proximal_term(model, anchor, proximal_mu)
             objective.backward()
+            if max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
             optimizer.step()
             total_loss += loss.item() * len(labels)
             seen += len(labels)

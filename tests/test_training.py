@@ -68,3 +68,39 @@ def test_fedprox_pulls_only_the_shared_blocks():
 
     plain, proximal = distance_after(0.0), distance_after(10.0)
     assert sum(proximal[k] for k in shared) < sum(plain[k] for k in shared)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_gradient_clipping_bounds_each_step_and_both_optimizers_train(optimizer):
+    """``max-grad-norm`` rescales each step's gradient: with plain SGD one
+    step moves the weights by at most lr x the norm; AdamW lowers the loss."""
+    import torch
+
+    from blossom_app.benchmarks import get_task
+    from blossom_app.data import Split
+    from blossom_app.model import build_model
+    from blossom_app.training import train
+
+    task = get_task("watch")
+    rng = np.random.default_rng(0)
+    x = {m: rng.standard_normal((32, 128, 3), dtype=np.float32) for m in ("acc",)}
+    split = Split(x, rng.integers(0, task.num_classes, 32))
+
+    def run(clip: float, epochs: int = 1, batch: int = 32) -> tuple[float, float]:
+        model = build_model(task, ("acc",), "attention", seed=0)
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        loss = train(
+            model, split, epochs=epochs, batch_size=batch,
+            learning_rate=1.0 if optimizer == "sgd" else 1e-3,
+            momentum=0.0, weight_decay=0.0, device=torch.device("cpu"), seed=0,
+            optimizer=optimizer, max_grad_norm=clip,
+        )  # fmt: skip
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        return float((after - before).norm()), loss
+
+    if optimizer == "sgd":
+        assert run(1e-3)[0] <= 1e-3 * (1 + 1e-4)  # one step of lr 1
+        assert run(0.0)[0] > 1e-2
+    else:  # AdamW's steps do not scale with the gradient: it learns
+        first = run(0.0, epochs=1, batch=8)[1]
+        assert run(0.0, epochs=6, batch=8)[1] < first

@@ -23,7 +23,9 @@ def describe_app() -> str:
         )
         for spec in task.modalities:
             shape = " x ".join(str(size) for size in spec.shape)
-            lines.append(f"    {spec.name:<12} {shape} (column '{spec.column}')")
+            computed = spec.preprocessing.split(":")[0] if spec.features else ""
+            source = f"column '{spec.column}'" + (f" -> {computed}" if computed else "")
+            lines.append(f"    {spec.name:<12} {shape} ({source})")
         lines.append(f"    classes: {', '.join(task.class_names)}")
         blocks = ", ".join(sorted(held_blocks(task.modality_names)))
         lines.append(f"    blocks: {blocks}")

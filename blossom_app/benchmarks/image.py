@@ -34,7 +34,8 @@ class ImagePixels:
     def description(self) -> str:
         mode = "gray" if self.channels == 1 else "RGB"
         return (
-            f"{mode} image {self.height} x {self.width}, pixels / 255, then "
+            f"standardized {mode} image ({self.height} x {self.width}): pixels / "
+            "255, then "
             f"(x - {list(self.mean)}) / {list(self.std)} per channel "
             "(blossom_app.benchmarks.image.ImagePixels)"
         )

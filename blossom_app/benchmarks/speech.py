@@ -4,6 +4,7 @@ features and encoders (the paper uses the same network for both)."""
 from dataclasses import replace
 from functools import partial
 
+from ..presets import APP_DIR
 from .audio import LogMel
 from .har import har_encoder
 from .task import EncoderByModality, ModalitySpec, Task
@@ -49,10 +50,12 @@ MOBILEBERT_ENCODERS = EncoderByModality(
 
 
 def with_mobilebert(task: Task) -> Task:
-    """``task`` with MobileBERT states for text (named ``<name>-mobilebert``)."""
+    """``task`` with MobileBERT states for text (named ``<name>-mobilebert``),
+    with ``task``'s presets (``conf/<name>/``: the paper's recipe)."""
     return replace(
         task,
         name=f"{task.name}-mobilebert",
+        presets=APP_DIR / "conf" / task.name,
         modalities=(audio_modality(), text_modality(MOBILEBERT)),
         encoder=MOBILEBERT_ENCODERS,
     )

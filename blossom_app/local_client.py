@@ -54,9 +54,9 @@ def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
         alpha=experiment.dirichlet_alpha,
         seed=experiment.seed,
         test_fraction=experiment.test_fraction,
+        # adaptive personalization chooses its blocks on held-out train windows
+        validation_fraction=experiment.validation_fraction * experiment.adaptive,
     )
-    if experiment.adaptive:
-        data = data.with_validation(experiment.validation_fraction)
     return ClientSetup(experiment, node, modalities, data)
 
 

@@ -186,6 +186,36 @@ def test_time_split_has_no_overlap(split_watch: datasets.Dataset):
     assert is_test.mean() == pytest.approx(TEST_FRACTION, abs=0.05)
 
 
+def test_the_validation_split_is_cut_from_train_in_time_too(split_watch):
+    """Adaptive personalization's validation windows share no samples with
+    the training windows (nor with the test ones): each recording is train,
+    then validation, then test, in time; the test windows are unchanged."""
+    from blossom_app.data.splits import TRAIN, UNUSED, VALIDATION, hold_out_validation
+
+    held = hold_out_validation(split_watch, 0.2, seed=7, window=WINDOW)
+    recordings, starts, is_test, holdout = numpy_rows(
+        held, "recording", "start", "is_test", "holdout"
+    )
+    assert len(held) == len(split_watch)  # the same rows: the same partitions
+    is_validation, unused = holdout == VALIDATION, holdout == UNUSED
+    assert not (is_test & (is_validation | unused)).any()
+    for recording in np.unique(recordings):
+        mine = recordings == recording
+        train, validation = mine & (holdout == TRAIN) & ~is_test, mine & is_validation
+        if validation.any():  # a short recording's may all straddle a cut
+            assert (starts[train] + WINDOW).max() <= starts[validation].min()
+            assert (starts[validation] + WINDOW).max() <= starts[mine & is_test].min()
+    share = is_validation.sum() / (~is_test).sum()
+    assert 0.1 < share < 0.2  # the last 20 % of the time: windows inside it
+    assert unused.any()  # the windows straddling the cut
+    data = load_client_data(
+        WATCH, partition_id=1, modalities=("acc",), validation_fraction=0.2, **CLIENT
+    )
+    assert len(data.validation) > 0 and len(data.train) > 3 * len(data.validation)
+    fixed = load_client_data(WATCH, partition_id=1, modalities=("acc",), **CLIENT)
+    np.testing.assert_array_equal(data.test.labels, fixed.test.labels)
+
+
 def test_independent_split_is_seeded_and_exact():
     tiny = tiny_dataset(20)
     first = numpy_rows(split_dataset(tiny, 0.25, seed=3, window=WINDOW), "is_test")[0]

@@ -153,11 +153,15 @@ def test_adaptive_clients_choose_report_and_never_send_a_private_block(policy):
         assert len(client.data.validation) > 0
         kept = set(context.state[PRIVATE].keys())
         assert any(k.startswith("encoders.") for k in kept)
-        assert len(client.data.train) + len(client.data.validation) == len(
-            LocalClient.from_context(
-                contexts({**config, "personalization": "fixed"})[node_id]
-            ).data.train
-        )
+        fixed = LocalClient.from_context(
+            contexts({**config, "personalization": "fixed"})[node_id]
+        ).data
+        assert fixed.validation is None
+        assert len(client.data.test) == len(fixed.test)  # the same test windows
+        # the validation windows come out of the train ones (and the windows
+        # straddling their cut are dropped)
+        held = len(client.data.train) + len(client.data.validation)
+        assert len(fixed.train) * 0.8 <= held < len(fixed.train)
 
 
 def test_an_evaluate_reply_says_which_blocks_are_the_clients_own():

@@ -95,7 +95,10 @@ def read_client_data(path: Path) -> ClientData | None:
             arrays = dict(stored)
     except FileNotFoundError:
         return None
-    return ClientData(*(_split(arrays, part) for part in ("train", "test")))
+    parts = ("train", "test", "validation")
+    return ClientData(
+        *(_split(arrays, part) for part in parts if f"{part}/labels" in arrays)
+    )
 
 
 def _split(arrays: dict[str, np.ndarray], part: str) -> Split:
@@ -111,7 +114,12 @@ def write_client_data(path: Path, data: ClientData) -> None:
     """Cache ``data`` at ``path`` (written aside, then renamed into place, so a
     concurrent reader sees the whole file or none)."""
     arrays = {}
-    for part, split in (("train", data.train), ("test", data.test)):
+    parts = (
+        ("train", data.train),
+        ("test", data.test),
+        ("validation", data.validation),
+    )
+    for part, split in (p for p in parts if p[1] is not None):
         arrays[f"{part}/labels"] = split.labels
         arrays |= {f"{part}/inputs/{m}": x for m, x in split.inputs.items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ def load_client_data(
     alpha: float,
     seed: int,
     test_fraction: float,
+    validation_fraction: float = 0.0,
 ) -> ClientData:
     """Partition ``partition_id`` of ``task``'s data from ``source`` (default:
     the task's), split train/test; see ``partitioned.partition_client_data``.
@@ -37,6 +38,7 @@ def load_client_data(
         "alpha": alpha,
         "seed": seed,
         "test_fraction": test_fraction,
+        "validation_fraction": validation_fraction,
     }
     identity = source_identity(task, source)
     path = None if identity is None else client_data_path(task, identity, settings)

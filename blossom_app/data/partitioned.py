@@ -13,7 +13,14 @@ from .columns import modality_array, numpy_columns
 from .examples import ClientData, Split
 from .loading import load_task_dataset, require_columns
 from .partitioning import assign_dataset, make_partitioner
-from .splits import SPLIT_COLUMN, split_dataset
+from .splits import (
+    HOLDOUT_COLUMN,
+    SPLIT_COLUMN,
+    TRAIN,
+    VALIDATION,
+    hold_out_validation,
+    split_dataset,
+)
 
 # Per-process cache of split, shuffled, partitioned datasets, keyed by the
 # arguments that shape them (the task with its column names).
@@ -31,13 +38,16 @@ def partition_client_data(
     alpha: float,
     seed: int,
     test_fraction: float,
+    validation_fraction: float = 0.0,
 ) -> ClientData:
-    """Return partition ``partition_id`` of ``task``'s data, split train/test.
+    """Return partition ``partition_id`` of ``task``'s data, split train/test
+    (and validation, with ``validation_fraction`` > 0).
 
-    The dataset is split train/test as a whole (split_dataset), then
-    partitioned among ``num_partitions`` clients; only the columns of
-    ``modalities`` are read. The arguments come validated from ``NodeConfig``
-    and ``ExperimentConfig``. The partitioned dataset is cached per process.
+    The dataset is split train/test as a whole (split_dataset; then
+    hold_out_validation), then partitioned among ``num_partitions`` clients;
+    only the columns of ``modalities`` are read. The arguments come validated
+    from ``NodeConfig`` and ``ExperimentConfig``. The partitioned dataset is
+    cached per process.
     """
     key = (
         task,
@@ -48,18 +58,22 @@ def partition_client_data(
         alpha,
         seed,
         test_fraction,
+        validation_fraction,
     )
     loaded = load_task_dataset(task, source)
     # columns and labels were validated at load time; here only presence
     require_columns(loaded, task, modalities, group=partitioner == "natural")
     if key not in _partitioned:
-        dataset = split_dataset(
-            loaded,
-            test_fraction,
-            seed,
-            window=task.modalities[0].shape[0],
-            in_order_by=(task.group_column or "") if task.overlapping_windows else None,
-        )
+        cut = {
+            "seed": seed,
+            "window": task.modalities[0].shape[0],
+            "in_order_by": (task.group_column or "")
+            if task.overlapping_windows
+            else None,
+        }
+        dataset = split_dataset(loaded, test_fraction, **cut)
+        if validation_fraction > 0:
+            dataset = hold_out_validation(dataset, validation_fraction, **cut)
         parts = make_partitioner(
             partitioner,
             num_partitions,
@@ -71,19 +85,24 @@ def partition_client_data(
         assign_dataset(parts, dataset, num_partitions=num_partitions, seed=seed)
         _partitioned[key] = parts
     rows = _partitioned[key].load_partition(partition_id)
-    is_test = numpy_columns(rows, [SPLIT_COLUMN])[SPLIT_COLUMN]
-    train, test = (
-        _to_split(rows.select(np.flatnonzero(is_test == flag)), task, modalities)
-        for flag in (False, True)
-    )
-    for name, split in (("train", train), ("test", test)):
+    validating = validation_fraction > 0
+    flags = numpy_columns(rows, [SPLIT_COLUMN, *[HOLDOUT_COLUMN] * validating])
+    masks = {"train": ~flags[SPLIT_COLUMN], "test": flags[SPLIT_COLUMN]}
+    if validating:
+        masks["validation"] = flags[HOLDOUT_COLUMN] == VALIDATION
+        masks["train"] &= flags[HOLDOUT_COLUMN] == TRAIN
+    splits = {
+        name: _to_split(rows.select(np.flatnonzero(mask)), task, modalities)
+        for name, mask in masks.items()
+    }
+    for name, split in splits.items():
         if not split:
             raise DataError(
                 f"Client {partition_id} of {num_partitions} ('{partitioner}' "
                 f"partitioner) has no {name} examples. Use fewer clients, another "
                 "partitioner, or a larger dirichlet-alpha."
             )
-    return ClientData(train=train, test=test)
+    return ClientData(**splits)
 
 
 def _to_split(rows: datasets.Dataset, task: Task, modalities: tuple[str, ...]) -> Split:

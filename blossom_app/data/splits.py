@@ -1,8 +1,11 @@
-"""Mark each example train or test, once for the whole dataset.
+"""Mark each example train or test (and, for adaptive personalization,
+validation), once for the whole dataset.
 
 The split is made before partitioning, so an example is test for every client.
 Overlapping windows cut from one recording must not straddle the split: a
-training window that shares samples with a test window would leak them.
+training window that shares samples with a test window would leak them. The
+validation split is carved from the train examples the same way, so a client
+chooses its blocks on windows that share no samples with those it trained on.
 """
 
 import datasets
@@ -11,6 +14,11 @@ import numpy as np
 from .columns import numpy_columns
 
 SPLIT_COLUMN = "is_test"
+HOLDOUT_COLUMN = "holdout"
+#: ``holdout`` values: a train example, a validation one, one left out.
+TRAIN, VALIDATION, UNUSED = 0, 1, 2
+#: The row's index, while the validation split is carved.
+_ROW = "__row__"
 WINDOW_COLUMNS = ("recording", "start")
 
 
@@ -81,3 +89,29 @@ def _split_in_order(
     is_train, is_test = position < cut - 1, position >= cut
     keep = np.flatnonzero(is_train | is_test)
     return dataset.add_column(SPLIT_COLUMN, is_test.tolist()).select(keep)
+
+
+def hold_out_validation(
+    dataset: datasets.Dataset,
+    fraction: float,
+    seed: int,
+    window: int,
+    in_order_by: str | None = None,
+) -> datasets.Dataset:
+    """``dataset`` (split by ``split_dataset``) with an int column
+    ``holdout``: ``VALIDATION`` for ``fraction`` of its train examples, cut
+    from the rest as the test split was (by time within each recording, in
+    order within each group, or at random from ``seed``'s own stream),
+    ``UNUSED`` for the train windows straddling that cut, ``TRAIN`` for the
+    rest (and the test examples). No row is removed, so the partitions (and
+    each client's test examples) are those of the same dataset without it."""
+    rows = dataset.add_column(_ROW, list(range(len(dataset))))
+    is_test = numpy_columns(rows, [SPLIT_COLUMN])[SPLIT_COLUMN]
+    train = rows.select(np.flatnonzero(~is_test)).remove_columns(SPLIT_COLUMN)
+    carved = numpy_columns(
+        split_dataset(train, fraction, seed + 1, window, in_order_by),
+        [_ROW, SPLIT_COLUMN],
+    )
+    holdout = np.where(is_test, TRAIN, UNUSED).astype(np.int8)
+    holdout[carved[_ROW]] = np.where(carved[SPLIT_COLUMN], VALIDATION, TRAIN)
+    return dataset.add_column(HOLDOUT_COLUMN, holdout.tolist())

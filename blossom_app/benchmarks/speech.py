@@ -59,3 +59,17 @@ def with_mobilebert(task: Task) -> Task:
         modalities=(audio_modality(), text_modality(MOBILEBERT)),
         encoder=MOBILEBERT_ENCODERS,
     )
+
+
+def speech_task(**fields: object) -> Task:
+    """A task of utterances (audio and transcript) with the paper's speech
+    network (fusion to 128, head 128-64); ``fields``: the dataset's own
+    ``Task`` fields (name, classes, source, label and group columns)."""
+    return Task(
+        modalities=(audio_modality(), text_modality(HASHED)),
+        encoder=ENCODERS,
+        embed_dim=EMBED_DIM,
+        fusion_dim=128,
+        head_hidden=64,
+        **fields,
+    )

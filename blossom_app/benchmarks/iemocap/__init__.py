@@ -11,24 +11,11 @@ Features and model as ``meld`` (``speech.py``); ``iemocap-mobilebert`` takes
 MobileBERT states. The paper reports accuracy.
 """
 
-from ..speech import (
-    EMBED_DIM,
-    ENCODERS,
-    HASHED,
-    audio_modality,
-    text_modality,
-    with_mobilebert,
-)
-from ..task import Task
+from ..speech import speech_task, with_mobilebert
 
-IEMOCAP = Task(
+IEMOCAP = speech_task(
     name="iemocap",
-    modalities=(audio_modality(), text_modality(HASHED)),
     class_names=("sadness", "neutral", "anger", "happiness"),
-    encoder=ENCODERS,
-    embed_dim=EMBED_DIM,
-    fusion_dim=128,
-    head_hidden=64,
     source="BLOSSOM-framework/IEMOCAP",
     label_map={
         "sad": 0,
@@ -41,7 +28,7 @@ IEMOCAP = Task(
         7: 2,
         8: 3,
         10: 3,
-    },  # fmt: skip
+    },
 )
 
 IEMOCAP_MOBILEBERT = with_mobilebert(IEMOCAP)

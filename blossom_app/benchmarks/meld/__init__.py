@@ -11,26 +11,13 @@ GRU) on audio, an embedding + GRU on text, attention fusion to 128, head
 128-64-4; the paper reports accuracy.
 """
 
-from ..speech import (
-    EMBED_DIM,
-    ENCODERS,
-    HASHED,
-    audio_modality,
-    text_modality,
-    with_mobilebert,
-)
-from ..task import Task
+from ..speech import speech_task, with_mobilebert
 
 CLASSES = ("anger", "joy", "neutral", "sadness")
 
-MELD = Task(
+MELD = speech_task(
     name="meld",
-    modalities=(audio_modality(), text_modality(HASHED)),
     class_names=CLASSES,
-    encoder=ENCODERS,
-    embed_dim=EMBED_DIM,
-    fusion_dim=128,
-    head_hidden=64,
     source="BLOSSOM-framework/MELD",
     label_column="emotion",
     group_column="speaker",

@@ -14,6 +14,7 @@ import io
 import math
 import wave
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,11 @@ def _mono(samples: np.ndarray, channels_last: bool) -> np.ndarray:
     return samples.mean(axis=1 if channels_last else 0).astype(np.float32)
 
 
+@cache
 def mel_filters(n_fft: int, n_mels: int, rate: int) -> torch.Tensor:
     """``(n_fft // 2 + 1) x n_mels`` triangular filters, evenly spaced on the
-    HTK mel scale from 0 Hz to ``rate / 2``, unnormalized."""
+    HTK mel scale from 0 Hz to ``rate / 2``, unnormalized (computed once per
+    size and rate; read-only)."""
     frequencies = torch.linspace(0, rate / 2, n_fft // 2 + 1)
     top_mel = 2595.0 * math.log10(1 + rate / 2 / 700.0)
     edges_mel = torch.linspace(0.0, top_mel, n_mels + 2)

@@ -2,6 +2,7 @@
 small CNN that encodes it."""
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -47,7 +48,12 @@ class ImagePixels:
                 f"found {type(value).__name__}."
             )
         image = value.convert("L" if self.channels == 1 else "RGB")
-        transform = v2.Compose(
+        return self._transform(image).numpy()
+
+    @cached_property
+    def _transform(self) -> v2.Compose:
+        """Built once per instance (every row of a column goes through it)."""
+        return v2.Compose(
             [
                 v2.PILToTensor(),
                 v2.Resize((self.height, self.width), antialias=True),
@@ -55,7 +61,6 @@ class ImagePixels:
                 v2.Normalize(list(self.mean), list(self.std)),
             ]
         )
-        return transform(image).numpy()
 
 
 class ImageEncoder(nn.Module):

@@ -109,9 +109,9 @@ def train_set(job: SetJob) -> dict[int, dict[int, Evaluation]]:
 
 
 def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> Path:
-    """Train and evaluate the centralized baseline of ``config`` (the modality
-    sets' models in parallel processes, up to one per core); write it as an
-    experiment; return its directory."""
+    """Train and evaluate the centralized baseline of ``config`` (every run's
+    modality-set models in parallel processes, up to one per core); write it
+    as an experiment; return its directory."""
     clients = range(config.mix.num_clients)
     sets = sorted({config.mix.modalities_for(p) for p in clients})
     # every client's train windows, in each modality set's columns
@@ -129,41 +129,40 @@ def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> 
     cell = replace(config, policy=Policy(POLICY, frozenset()))
     output = ExperimentOutput(cell, {**run_config, "aggregation": POLICY})
     log(INFO, "BLOSSOM centralized baseline: %s", output.path)
-    workers = min(len(sets), os.cpu_count() or 1)
+    jobs = [
+        SetJob(
+            config,
+            modalities,
+            len(clients) + index,
+            config.run_seed(run_index),
+            pooled[modalities],
+            {p: tests[p] for p in clients if profiles[p].modalities == modalities},
+        )
+        for run_index in range(config.num_runs)
+        for index, modalities in enumerate(sets)
+    ]
+    # every run's sets in one pool, so no core idles while a run's last set trains
+    workers = min(len(jobs), os.cpu_count() or 1)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        for run_index in range(config.num_runs):
-            jobs = [
-                SetJob(
-                    config,
-                    modalities,
-                    len(clients) + index,
-                    config.run_seed(run_index),
-                    pooled[modalities],
-                    {
-                        p: tests[p]
-                        for p in clients
-                        if profiles[p].modalities == modalities
-                    },
-                )
-                for index, modalities in enumerate(sets)
-            ]
-            merged: dict[int, dict[int, Evaluation]] = {}
-            for results in pool.map(train_set, jobs):
-                for server_round, per_client in results.items():
-                    merged.setdefault(server_round, {}).update(per_client)
-            record = RunRecord(profiles)
-            evaluations = RoundEvaluations(record)
-            for server_round, per_client in sorted(merged.items()):
-                for p in clients:
-                    evaluations.collect(server_round, p, per_client[p].to_metrics())
-                summary = evaluations.summarize(server_round)
-                log(
-                    INFO,
-                    "Centralized, run %d, round %d: weighted accuracy %.3f",
-                    run_index,
-                    server_round,
-                    summary[m.WEIGHTED_ACCURACY],
-                )
-            output.write_run(run_index, record)
+        results = list(pool.map(train_set, jobs))
+    for run_index in range(config.num_runs):
+        merged: dict[int, dict[int, Evaluation]] = {}
+        for per_round in results[run_index * len(sets) : (run_index + 1) * len(sets)]:
+            for server_round, per_client in per_round.items():
+                merged.setdefault(server_round, {}).update(per_client)
+        record = RunRecord(profiles)
+        evaluations = RoundEvaluations(record)
+        for server_round, per_client in sorted(merged.items()):
+            for p in clients:
+                evaluations.collect(server_round, p, per_client[p].to_metrics())
+            summary = evaluations.summarize(server_round)
+            log(
+                INFO,
+                "Centralized, run %d, round %d: weighted accuracy %.3f",
+                run_index,
+                server_round,
+                summary[m.WEIGHTED_ACCURACY],
+            )
+        output.write_run(run_index, record)
     output.finish()
     return output.path

@@ -65,9 +65,14 @@ class ServerOptimizer:
         current: Mapping[str, NDArray],
         averaged: Mapping[str, NDArray],
         trained: Collection[str],
+        received: Mapping[str, NDArray] | None = None,
     ) -> dict[str, NDArray]:
-        """The new global parameters: ``current`` moved towards ``averaged``
-        for the keys in ``trained``; every other key as it is."""
+        """The new global parameters: ``current`` moved by the averaged update
+        for the keys in ``trained``; every other key as it is. The update is
+        ``averaged`` less ``received``, the parameters as the nodes received
+        them (default ``current``): under a lossy transport the rounding of the
+        copy sent is not an update, and an adaptive optimizer would amplify it."""
+        received = current if received is None else received
         result = dict(current)
         for key in trained:
             if self.name == "fedavg" or not np.issubdtype(
@@ -76,7 +81,7 @@ class ServerOptimizer:
                 result[key] = averaged[key]
                 continue
             value = current[key].astype(np.float64)
-            delta = averaged[key].astype(np.float64) - value
+            delta = averaged[key].astype(np.float64) - received[key].astype(np.float64)
             result[key] = self._move(key, value, delta).astype(current[key].dtype)
         return result
 

@@ -196,7 +196,9 @@ class BlockwiseStrategy(FedAvg):
         if updates:
             merged = aggregate_by_key(current, updates)
             trained = {key for update, _ in updates for key in update}
-            merged = self.optimizer.step(current, merged, trained)
+            # what the nodes started from: the global as its message carried it
+            received = {key: current[key].astype(wire[key]) for key in trained}
+            merged = self.optimizer.step(current, merged, trained, received)
             arrays = ArrayRecord({k: Array(v) for k, v in merged.items()})
             summary = {
                 m.TRAIN_LOSS: m.weighted_mean(losses),

@@ -147,3 +147,41 @@ def test_the_strategy_moves_each_parameter_with_its_server_optimizer():
         start, mean = array.numpy(), averaged[key].numpy()
         expected = start + 0.5 * (mean - start)
         np.testing.assert_allclose(moved[key].numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_the_rounding_of_a_narrowed_copy_is_not_taken_for_an_update():
+    """Under fp16 transport nodes start from the global rounded to fp16; nodes
+    that send back exactly what they received leave FedAdam's global as it was
+    (measured from the full-precision global, the rounding, amplified by
+    1 / tau, would move it)."""
+    config = {**RUN_CONFIG, "aggregation": "full-model", "transport": "fp16"}
+    server = strategy(
+        "full-model", transport="fp16", optimizer=ServerOptimizer("fedadam")
+    )
+    arrays, nodes = global_arrays(), contexts(config)
+    for server_round in (1, 2):
+        messages = server.configure_train(
+            server_round, arrays, ConfigRecord({"run-index": 0}), LocalGrid(nodes)
+        )
+        assert any(
+            record.dtype == "float16"
+            for record in messages[0].content.array_records["arrays"].values()
+        )
+        echoes = [
+            reply(
+                message,
+                RecordDict(
+                    {
+                        "arrays": message.content.array_records["arrays"],
+                        "metrics": MetricRecord(
+                            {"train-examples": 10, "train-loss": 1.0}
+                        ),
+                    }
+                ),
+            )
+            for message in messages
+        ]
+        moved, _ = server.aggregate_train(server_round, echoes)
+        for key, array in arrays.items():
+            np.testing.assert_array_equal(moved[key].numpy(), array.numpy())
+        arrays = moved

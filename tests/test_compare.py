@@ -133,3 +133,50 @@ def test_every_policy_is_also_compared_with_training_alone(tmp_path):
         relative_gain(0.5, 0.48)
     )
     assert "vs local" in comparison.text and "+25.0 %" in comparison.text
+
+
+def test_runs_that_ran_differently_get_rows_of_their_own(tmp_path):
+    """A recipe (a preset, a key) makes its own rows, labelled by what differs,
+    and gains are taken within it; the seed and the number of runs do not."""
+    for index, (policy, finals, config) in enumerate(
+        (
+            ("full-model", [0.5], {}),
+            ("private-head-fusion", [0.6], {"seed": 7, "num-runs": 1}),
+            ("full-model", [0.4], {"preset": "paper", "local-epochs": 1}),
+            ("private-head-fusion", [0.8, 0.8], {"preset": "paper", "local-epochs": 1}),
+            ("private-head-fusion", [0.7], {"preset": "paper", "local-epochs": 3}),
+        )
+    ):
+        complete_experiment(
+            make_experiment(
+                tmp_path,
+                "3-3-4",
+                policy,
+                finals,
+                config=config,
+                stamp=f"2026010{index}",
+            )
+        )
+
+    [comparison] = compare([tmp_path])
+
+    rows = {
+        (r["variant"], r["policy"]): r
+        for r in read_rows(comparison.out / "comparison.csv")
+    }
+    assert sorted(rows) == [
+        ("", "full-model"),
+        ("", "private-head-fusion"),
+        ("preset=paper", "full-model"),
+        ("preset=paper", "private-head-fusion"),
+        ("preset=paper local-epochs=3", "private-head-fusion"),
+    ]
+    gain = "weighted_accuracy_gain_pct"
+    assert number(rows["", "private-head-fusion"][gain]) == pytest.approx(20.0)
+    assert number(rows["preset=paper", "private-head-fusion"][gain]) == (
+        pytest.approx(100.0)
+    )
+    assert rows["preset=paper local-epochs=3", "private-head-fusion"][gain] == ""
+    assert "| 3-3-4 | preset=paper | private-head-fusion | 2 |" in (
+        (comparison.out / "comparison.md").read_text()
+    )

@@ -3,6 +3,11 @@ policies x modality mixes (final metric +- std over runs, and each policy's
 relative gain over ``full-model`` and, where it was run, over ``local``, the
 no-federation baseline, on the same mix).
 
+Experiments share a row only when they ran alike: run configs that differ in
+anything but the cell (mix, policy), the seed, the number of runs and where
+results went are *variants*, each with rows of its own, labelled by the keys
+that differ (``variant``), and gains are taken within a variant.
+
 Writes ``<root>/<dataset>/<partitioner>/comparison/``: ``comparison.csv``,
 ``comparison.md`` and ``comparison_*.png``.
 """
@@ -13,7 +18,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..metrics import CLIENT_METRICS
+from ..presets import PRESET, Scalar, app_defaults, resolve_preset
 from .csv_files import number, read_rows, write_rows
 from .layout import (
     AGGREGATED,
@@ -22,6 +29,7 @@ from .layout import (
     MODALITIES,
     find_experiments,
     labels,
+    read_config,
     run_dirs,
 )
 from .plots import (
@@ -45,6 +53,22 @@ COMPARED = {
 }
 #: Per-modality-set metrics compared in plots (modality_metrics.csv columns).
 COMPARED_BY_MODALITY = ("accuracy", "macro_f1")
+#: Run-config keys that never separate rows: the cell's own (its directory
+#: and policy), the seed and number of runs (a row's runs differ in them by
+#: design; the ``runs`` column counts them) and where results went.
+NOT_A_VARIANT = frozenset(
+    {
+        "dataset",
+        "partitioner",
+        "modality-mix",
+        "aggregation",
+        "private-blocks",
+        "personalization",
+        "seed",
+        "num-runs",
+        "results-dir",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -56,9 +80,10 @@ class Experiment:
     policy: str
     aggregated: list[dict[str, str]]
     by_modality: list[dict[str, str]]
+    variant: str = ""  # what set its run config apart (``variants``)
 
     @classmethod
-    def load(cls, path: Path) -> "Experiment":
+    def load(cls, path: Path, variant: str = "") -> "Experiment":
         cell = labels(path)
         return cls(
             path,
@@ -66,7 +91,13 @@ class Experiment:
             cell["aggregation"],
             read_rows(path / AGGREGATED),
             read_rows(path / MODALITIES),
+            variant,
         )
+
+    @property
+    def group(self) -> str:
+        """Its mix, with its variant where it has one (a plot's group)."""
+        return f"{self.mix} ({self.variant})" if self.variant else self.mix
 
     @property
     def runs(self) -> int:
@@ -75,6 +106,52 @@ class Experiment:
     @property
     def rounds(self) -> int:
         return max((int(row["round"]) for row in self.aggregated), default=0)
+
+
+def variants(
+    experiments: Sequence[Path], defaults: Mapping[str, Scalar] | None = None
+) -> dict[Path, str]:
+    """Each experiment's variant label: ``key=value`` for the keys of its run
+    config that differ between ``experiments`` (a key an older config lacks
+    counts as the app's ``defaults``), naming its preset and, of the other
+    keys, those whose value is not what its preset makes of the defaults;
+    ``""`` where all ran alike."""
+    if defaults is None:
+        try:
+            defaults = app_defaults()
+        except FileNotFoundError:  # an installed app without its pyproject.toml
+            defaults = {}
+    configs = {path: {**defaults, **read_config(path)} for path in experiments}
+    keys = set().union(*configs.values()) - NOT_A_VARIANT
+    varying = sorted(  # the preset first
+        (key for key in keys if len({repr(c.get(key)) for c in configs.values()}) > 1),
+        key=lambda key: (key != PRESET, key),
+    )
+    labelled = {}
+    for path, config in configs.items():
+        try:
+            preset = resolve_preset(
+                {
+                    **defaults,
+                    PRESET: config.get(PRESET, ""),
+                    "dataset": config.get("dataset", ""),
+                },
+                defaults,
+            )
+        except (ConfigError, KeyError, OSError):  # a preset this app lacks
+            preset = dict(defaults)
+        labelled[path] = " ".join(
+            f"{key}={_shown(config.get(key))}"
+            for key in varying
+            if (key == PRESET and config.get(key))
+            or (key != PRESET and config.get(key) != preset.get(key))
+        )
+    return labelled
+
+
+def _shown(value: object) -> str:
+    """A run-config value as a user writes it (``true``, not ``True``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def final(rows: Sequence[Mapping[str, str]], column: str) -> tuple[int, float, float]:
@@ -120,18 +197,21 @@ def _policy_order(policy: str) -> tuple[int, str]:
 
 
 def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object]]:
-    """One row per mix and policy: runs, final round, and per compared metric
-    ``<metric>_mean``, ``<metric>_std``, ``<metric>_gain_pct`` (relative gain
-    over ``full-model`` of the same mix), ``<metric>_gain_local_pct`` (over
-    ``local``), then ``mb_per_round``."""
-    chosen = sorted(experiments, key=lambda e: (e.mix, _policy_order(e.policy)))
-    finals = {(e.mix, e.policy): e for e in chosen}
+    """One row per mix, variant and policy: runs, final round, and per compared
+    metric ``<metric>_mean``, ``<metric>_std``, ``<metric>_gain_pct`` (relative
+    gain over ``full-model`` of the same mix and variant),
+    ``<metric>_gain_local_pct`` (over ``local``), then ``mb_per_round``."""
+    chosen = sorted(
+        experiments, key=lambda e: (e.mix, e.variant, _policy_order(e.policy))
+    )
+    finals = {(e.mix, e.variant, e.policy): e for e in chosen}
     table = []
     for experiment in chosen:
-        baseline = finals.get((experiment.mix, BASELINE))
-        alone = finals.get((experiment.mix, LOCAL))
+        baseline = finals.get((experiment.mix, experiment.variant, BASELINE))
+        alone = finals.get((experiment.mix, experiment.variant, LOCAL))
         row: dict[str, object] = {
             "mix": experiment.mix,
+            "variant": experiment.variant,
             "policy": experiment.policy,
             "runs": experiment.runs,
             "rounds": experiment.rounds,
@@ -154,13 +234,16 @@ def _cells(table: Sequence[Mapping[str, object]]) -> tuple[list[str], list[list[
     gains = {"_gain_pct": BASELINE}
     if any(row["policy"] == LOCAL for row in table):
         gains["_gain_local_pct"] = LOCAL
-    header = ["mix", "policy", "runs", "rounds"]
+    cell_columns = ["mix", "policy", "runs", "rounds"]
+    if any(row["variant"] for row in table):
+        cell_columns.insert(1, "variant")
+    header = list(cell_columns)
     for text in COMPARED.values():
         header += [text, *(f"vs {baseline}" for baseline in gains.values())]
     header.append("MB/round")
     rows = []
     for row in table:
-        cells = [str(row[k]) for k in ("mix", "policy", "runs", "rounds")]
+        cells = [str(row[k]) or "-" for k in cell_columns]
         for column in COMPARED:
             mean, std = row[f"{column}_mean"], row[f"{column}_std"]
             cells.append(f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}"))
@@ -226,8 +309,8 @@ def _bars(
 
 
 def _plot(out: Path, experiments: Sequence[Experiment], title: str) -> list[Path]:
-    by_cell = {(e.mix, e.policy): e for e in experiments}
-    mixes = sorted({e.mix for e in experiments})
+    by_cell = {(e.group, e.policy): e for e in experiments}
+    mixes = sorted({e.group for e in experiments})
     policies = sorted({e.policy for e in experiments}, key=_policy_order)
     colors = policy_colors(policies)
     written = []
@@ -301,20 +384,24 @@ class Comparison:
 
 def compare(paths: Sequence[Path], out: Path | None = None) -> list[Comparison]:
     """Compare every finished experiment in or under ``paths``, per dataset and
-    partitioner; with several experiments of one cell, the latest counts.
+    partitioner, a row per cell and variant (``variants``); with several
+    experiments of one cell and variant, the latest counts.
 
     Writes into ``<out>/<dataset>/<partitioner>/comparison/``; ``out`` defaults
     to the experiments' own results root.
     """
     complete, _ = find_experiments(list(paths))
-    groups: dict[Path, dict[tuple[str, str], Path]] = defaultdict(dict)
-    for path in complete:  # sorted: a later timestamp replaces an earlier one
-        cell = labels(path)
-        group = path.parents[2]
-        groups[group][cell["mix"], cell["aggregation"]] = path
+    groups: dict[Path, list[Path]] = defaultdict(list)
+    for path in complete:
+        groups[path.parents[2]].append(path)
     comparisons = []
-    for group, cells in sorted(groups.items()):
-        experiments = [Experiment.load(path) for path in cells.values()]
+    for group, found in sorted(groups.items()):
+        variant = variants(found)
+        cells: dict[tuple[str, str, str], Path] = {}
+        for path in found:  # sorted: a later timestamp replaces an earlier one
+            cell = labels(path)
+            cells[cell["mix"], cell["aggregation"], variant[path]] = path
+        experiments = [Experiment.load(path, variant[path]) for path in cells.values()]
         dataset, partitioner = group.parent.name, group.name
         target = (out / dataset / partitioner if out else group) / COMPARISON
         target.mkdir(parents=True, exist_ok=True)

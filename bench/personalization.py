@@ -41,14 +41,11 @@ centralized, the recipes given (default: the default recipe only; a few minutes)
 
 import math
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import harness
 
-from blossom_app.blocks import Policy
-from blossom_app.centralized import POLICY as CENTRALIZED
-from blossom_app.centralized import run_centralized
+from blossom_app.blocks import CENTRALIZED
 from blossom_app.flwr_runner import this_environment
 from blossom_app.reporting.compare import Experiment, final
 from blossom_app.reporting.layout import (
@@ -58,7 +55,7 @@ from blossom_app.reporting.layout import (
     find_experiments,
     is_complete,
 )
-from blossom_app.sweep import Cell, SweepGrid, run_sweep
+from blossom_app.sweep import SweepGrid, run_sweep
 
 NAME = "personalization"
 TITLE = "Personalization vs training alone (`bench/personalization.py`)"
@@ -92,14 +89,6 @@ METRICS = ("weighted_accuracy", "weighted_macro_f1")
 PAPER_GAIN_PCT = 18.7  # private-head-fusion vs full-model, 3-3-4 (the paper)
 
 
-def centralized_cell(cell: Cell) -> Cell:
-    """The centralized baseline of ``cell``'s config, as a cell of its own (to
-    find it finished)."""
-    config = replace(cell.config, policy=Policy(CENTRALIZED, frozenset()))
-    resolved = {**cell.resolved, "aggregation": CENTRALIZED}
-    return Cell(cell.run_config, resolved, config, cell.defaults)
-
-
 def run_cells(
     recipe: str,
     split: str,
@@ -110,15 +99,11 @@ def run_cells(
 ) -> dict[str, Path]:
     """Run (or find; only find unless ``run``) the cells of one recipe and
     split, ``centralized`` among them; policy -> finished experiment."""
-    federated = tuple(p for p in policies if p != CENTRALIZED)
-    grid = SweepGrid(("watch",), (split,), (MIX,), federated or (DEFAULT_POLICY,))
+    grid = SweepGrid(("watch",), (split,), (MIX,), policies)
     cells = grid.cells(harness.APP, root, {**overrides, **RECIPES[recipe]})
-    done: dict[str, Path | None] = {}
     if not run:
-        done = {c.config.policy.name: c.finished(root) for c in cells if federated}
-        if CENTRALIZED in policies:
-            done[CENTRALIZED] = centralized_cell(cells[0]).finished(root)
-    elif federated:
+        done = {c.config.policy.name: c.finished(root) for c in cells}
+    else:
         env, home = harness.isolated_env(root.with_name(root.name + "-flwr"))
         # this Python environment's bin first on PATH, Flower's per-run installs off
         env = {**env, **{k: v for k, v in this_environment().items() if k not in env}}
@@ -128,13 +113,6 @@ def run_cells(
         finally:
             harness.stop_processes_mentioning(str(home))
         done = {c.config.policy.name: report.completed.get(c.name) for c in cells}
-    if run and CENTRALIZED in policies:
-        central = centralized_cell(cells[0])
-        path = central.finished(root)
-        if path is None:
-            print(f"{recipe}/{split}/{CENTRALIZED}: running", flush=True)
-            path = run_centralized(central.config, central.resolved)
-        done[CENTRALIZED] = path
     return {policy: path for policy, path in done.items() if path is not None}
 
 

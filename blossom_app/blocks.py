@@ -99,6 +99,9 @@ CUSTOM = "custom"
 #: Every block private: nothing is sent, nothing averaged. The no-federation
 #: baseline, run by the same app, data, model and schedule.
 LOCAL = "local"
+#: Not a federated policy: the pooled-data baseline (``centralized.py``),
+#: named like one so that its results sit beside the policies'.
+CENTRALIZED = "centralized"
 
 
 #: Suffix of a policy's name under adaptive personalization

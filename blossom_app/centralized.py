@@ -23,7 +23,7 @@ import torch
 from flwr.supercore import log
 
 from . import metrics as m
-from .blocks import Policy
+from .blocks import CENTRALIZED, Policy
 from .config import ExperimentConfig, Scalar
 from .data import ClientData, Split, load_client_data
 from .evaluations import RoundEvaluations
@@ -32,8 +32,6 @@ from .model import build_model
 from .reporting.output import ExperimentOutput
 from .run_record import RunRecord
 from .training import Evaluation, cosine_lr, evaluate, local_seed, train
-
-POLICY = "centralized"
 
 
 def client_data(
@@ -126,8 +124,8 @@ def run_centralized(config: ExperimentConfig, run_config: dict[str, Scalar]) -> 
         p: NodeProfile(p, config.mix.modalities_for(p), p, 0, len(tests[p]), "cpu", "")
         for p in clients
     }
-    cell = replace(config, policy=Policy(POLICY, frozenset()))
-    output = ExperimentOutput(cell, {**run_config, "aggregation": POLICY})
+    cell = replace(config, policy=Policy(CENTRALIZED, frozenset()))
+    output = ExperimentOutput(cell, {**run_config, "aggregation": CENTRALIZED})
     log(INFO, "BLOSSOM centralized baseline: %s", output.path)
     jobs = [
         SetJob(

@@ -221,7 +221,13 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument("--datasets", nargs="+", default=paper.datasets)
     sweep.add_argument("--partitioners", nargs="+", default=paper.partitioners)
     sweep.add_argument("--mixes", nargs="+", default=paper.mixes)
-    sweep.add_argument("--policies", nargs="+", default=paper.policies)
+    sweep.add_argument(
+        "--policies",
+        nargs="+",
+        default=paper.policies,
+        help="aggregation policies, <policy>+adaptive, local, and centralized (the "
+        "pooled-data baseline of the same config)",
+    )
     sweep.add_argument("--rounds", type=int, help="num-server-rounds of every cell")
     sweep.add_argument("--num-runs", type=int, help="runs (seeds) per cell")
     sweep.add_argument(

@@ -1,18 +1,21 @@
 """Run a grid of experiments (datasets x partitioners x policies x mixes) through
-the real Flower app (``flwr run``, one run per cell), then compare them.
+the real Flower app (``flwr run``, one run per cell), then compare them. A cell
+of policy ``centralized`` is the pooled-data baseline of the same config, run in
+this process (``centralized.py``).
 
 A cell is skipped when a complete experiment with the same run config already
 exists under the results root, so an interrupted sweep resumes where it stopped.
 """
 
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from statistics import fmean
 
-from .blocks import ADAPTIVE_SUFFIX
+from .blocks import ADAPTIVE_SUFFIX, CENTRALIZED, Policy
 from .config import ExperimentConfig, Scalar
 from .errors import ConfigError
 from .flwr_runner import RunOutcome, run_app
@@ -26,7 +29,10 @@ NOT_COMPARED = frozenset({"results-dir"})
 
 def policy_keys(policy: str) -> dict[str, Scalar]:
     """The run-config keys of a grid's policy: an ``aggregation``, with
-    ``personalization = "adaptive"`` when named ``<aggregation>+adaptive``."""
+    ``personalization = "adaptive"`` when named ``<aggregation>+adaptive``;
+    none for ``centralized`` (it sends nothing: the policy does not matter)."""
+    if policy == CENTRALIZED:
+        return {}
     if policy.endswith(ADAPTIVE_SUFFIX):
         aggregation = policy.removesuffix(ADAPTIVE_SUFFIX)
         return {"aggregation": aggregation, "personalization": "adaptive"}
@@ -120,6 +126,9 @@ class SweepGrid:
             }
             resolved = resolve_preset({**defaults, **run_config}, defaults, app_dir)
             config = ExperimentConfig.from_run_config(resolved, defaults)
+            if policy == CENTRALIZED:
+                config = replace(config, policy=Policy(CENTRALIZED, frozenset()))
+                resolved = {**resolved, "aggregation": CENTRALIZED}
             cells.append(Cell(run_config, resolved, config, defaults))
         return cells
 
@@ -144,6 +153,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+def _run_centralized(cell: Cell) -> RunOutcome:
+    """Train ``cell``'s centralized baseline here, its outcome told as a run's."""
+    from .centralized import run_centralized  # torch: only for such a cell
+
+    try:
+        run_centralized(cell.config, cell.resolved)
+    except Exception:  # a failed cell is reported and the sweep goes on
+        return RunOutcome(None, "failed", traceback.format_exc())
+    return RunOutcome(None, "finished:completed", "")
+
+
 def run_sweep(
     cells: Sequence[Cell],
     app_dir: Path,
@@ -154,7 +174,8 @@ def run_sweep(
     progress: Callable[[str], None] = print,
 ) -> SweepReport:
     """Run every unfinished cell with ``flwr run`` (simulation, one SuperNode per
-    client of the cell's mix), then compare what is complete.
+    client of the cell's mix; a ``centralized`` cell in this process), then
+    compare what is complete.
 
     A failed cell is reported and the sweep goes on; ``progress`` gets one line
     per event.
@@ -172,13 +193,16 @@ def run_sweep(
         eta = f", about {_duration(left)} left" if durations else ""
         progress(f"{bar} {cell.name}: running{eta}")
         start = time.monotonic()
-        outcome = run_app(
-            app_dir,
-            cell.run_config,
-            num_supernodes=cell.config.mix.num_clients,
-            cpus_per_client=cpus_per_client,
-            env=env,
-        )
+        if cell.config.policy.name == CENTRALIZED:
+            outcome = _run_centralized(cell)
+        else:
+            outcome = run_app(
+                app_dir,
+                cell.run_config,
+                num_supernodes=cell.config.mix.num_clients,
+                cpus_per_client=cpus_per_client,
+                env=env,
+            )
         durations.append(time.monotonic() - start)
         done = cell.finished(root)
         if outcome.ok and done is not None:

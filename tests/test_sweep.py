@@ -136,6 +136,27 @@ def test_tiny_sweep_completes_resumes_and_compares(
     assert len(find_experiments([root])[0]) == 2
 
 
+def test_a_centralized_cell_trains_here_resumes_and_is_compared(tmp_path):
+    """``centralized`` in a sweep's policies: the pooled-data baseline of the
+    same config, run without Flower, skipped once done, in the table."""
+    root = tmp_path / "sweep"
+    [cell] = tiny_grid(("centralized",)).cells(APP, root, TINY)
+    assert cell.resolved["aggregation"] == "centralized"
+    assert cell.directory(root).name == "centralized"
+    lines = []
+
+    report = run_sweep([cell], APP, root, progress=lines.append)
+
+    assert not report.failed, {k: o.output[-3000:] for k, o in report.failed.items()}
+    assert report.completed[cell.name] == cell.finished(root)
+    [comparison] = report.comparisons
+    [row] = read_rows(comparison.out / "comparison.csv")
+    assert (row["policy"], row["rounds"]) == ("centralized", "2")
+    assert 0.0 <= float(row["weighted_accuracy_mean"]) <= 1.0
+    again = run_sweep([cell], APP, root, progress=lines.append)
+    assert again.skipped == [cell.name]
+
+
 @pytest.mark.parametrize("bad", ["batch-size=", "x=[1", "num-rounds=3"])
 def test_bad_run_config_stops_the_sweep_before_anything_runs(bad, tmp_path, capsys):
     code = main(["sweep", "--run-config", bad, "--results-dir", str(tmp_path)])

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..blocks import CENTRALIZED
 from ..errors import ConfigError
 from ..metrics import CLIENT_METRICS
 from ..presets import PRESET, Scalar, app_defaults, resolve_preset
@@ -193,7 +194,7 @@ def megabytes_per_round(experiment: Path) -> float:
 
 def _policy_order(policy: str) -> tuple[int, str]:
     """full-model, local, centralized, then the other policies by name."""
-    return {BASELINE: 0, LOCAL: 1, "centralized": 2}.get(policy, 3), policy
+    return {BASELINE: 0, LOCAL: 1, CENTRALIZED: 2}.get(policy, 3), policy
 
 
 def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object]]:

@@ -4,7 +4,7 @@ what a results directory holds and the config it ran with."""
 from pathlib import Path
 
 from .benchmarks import all_tasks
-from .blocks import CUSTOM, LOCAL, POLICIES, held_blocks
+from .blocks import CENTRALIZED, CUSTOM, LOCAL, POLICIES, held_blocks
 from .config import toml_value
 from .data import PARTITIONERS
 from .fusion import FUSIONS
@@ -39,6 +39,10 @@ def describe_app() -> str:
     lines.append(
         "  (every policy keeps 'normalization' private; personalization='adaptive' "
         "lets each client choose per shared block: '<policy>+adaptive')"
+    )
+    lines.append(
+        f"  {CENTRALIZED:<20} not a policy: the pooled-data baseline "
+        "(`blossom centralized`, or a policy of `blossom sweep`)"
     )
     lines.append(f"Fusions: {', '.join(FUSIONS)}")
     lines.append(f"Partitioners: {', '.join(PARTITIONERS)}")

@@ -4,8 +4,9 @@ personalized model takes the federation's version of a block or its own.
 A client's *own* version of a block is the one it trained last round (kept in
 its private state, never sent). Under ``personalization = "adaptive"`` the
 client holds out a validation split carved from its training examples (cut
-from them in time, as the test split is: no window shares samples with one it
-trains on; ``data/splits.py``) and,
+from them in time, as the test split is, but at their start: no window shares
+samples with one it trains on, and those it trains on stay next to the test
+ones; ``data/splits.py``) and,
 each time it builds its personalized model, tries every combination of
 own/federation versions of its shared blocks, keeping the one with the lowest
 validation loss (ties: the fewest own blocks, so the federation is preferred).

@@ -188,8 +188,9 @@ def test_time_split_has_no_overlap(split_watch: datasets.Dataset):
 
 def test_the_validation_split_is_cut_from_train_in_time_too(split_watch):
     """Adaptive personalization's validation windows share no samples with
-    the training windows (nor with the test ones): each recording is train,
-    then validation, then test, in time; the test windows are unchanged."""
+    the training windows (nor with the test ones): each recording is
+    validation, then train, then test, in time (the training windows stay next
+    to the test ones); the test windows are unchanged."""
     from blossom_app.data.splits import TRAIN, UNUSED, VALIDATION, hold_out_validation
 
     held = hold_out_validation(split_watch, 0.2, seed=7, window=WINDOW)
@@ -203,10 +204,10 @@ def test_the_validation_split_is_cut_from_train_in_time_too(split_watch):
         mine = recordings == recording
         train, validation = mine & (holdout == TRAIN) & ~is_test, mine & is_validation
         if validation.any():  # a short recording's may all straddle a cut
-            assert (starts[train] + WINDOW).max() <= starts[validation].min()
-            assert (starts[validation] + WINDOW).max() <= starts[mine & is_test].min()
+            assert (starts[validation] + WINDOW).max() <= starts[train].min()
+            assert (starts[train] + WINDOW).max() <= starts[mine & is_test].min()
     share = is_validation.sum() / (~is_test).sum()
-    assert 0.1 < share < 0.2  # the last 20 % of the time: windows inside it
+    assert 0.1 < share < 0.2  # the first 20 % of the time: windows inside it
     assert unused.any()  # the windows straddling the cut
     data = load_client_data(
         WATCH, partition_id=1, modalities=("acc",), validation_fraction=0.2, **CLIENT

@@ -99,19 +99,22 @@ def hold_out_validation(
     in_order_by: str | None = None,
 ) -> datasets.Dataset:
     """``dataset`` (split by ``split_dataset``) with an int column
-    ``holdout``: ``VALIDATION`` for ``fraction`` of its train examples, cut
-    from the rest as the test split was (by time within each recording, in
-    order within each group, or at random from ``seed``'s own stream),
+    ``holdout``: ``VALIDATION`` for the first ``fraction`` of its train
+    examples, cut from the rest as the test split was (by time within each
+    recording, in order within each group, or at random from ``seed``'s own
+    stream),
     ``UNUSED`` for the train windows straddling that cut, ``TRAIN`` for the
     rest (and the test examples). No row is removed, so the partitions (and
     each client's test examples) are those of the same dataset without it."""
     rows = dataset.add_column(_ROW, list(range(len(dataset))))
     is_test = numpy_columns(rows, [SPLIT_COLUMN])[SPLIT_COLUMN]
     train = rows.select(np.flatnonzero(~is_test)).remove_columns(SPLIT_COLUMN)
+    # the first ``fraction`` of the train examples: the rest, which train,
+    # stay next to the test examples in time
     carved = numpy_columns(
-        split_dataset(train, fraction, seed + 1, window, in_order_by),
+        split_dataset(train, 1 - fraction, seed + 1, window, in_order_by),
         [_ROW, SPLIT_COLUMN],
     )
     holdout = np.where(is_test, TRAIN, UNUSED).astype(np.int8)
-    holdout[carved[_ROW]] = np.where(carved[SPLIT_COLUMN], VALIDATION, TRAIN)
+    holdout[carved[_ROW]] = np.where(carved[SPLIT_COLUMN], TRAIN, VALIDATION)
     return dataset.add_column(HOLDOUT_COLUMN, holdout.tolist())

@@ -3,13 +3,9 @@ policies x modality mixes (final metric +- std over runs, and each policy's
 relative gain over ``full-model`` and, where it was run, over ``local``, the
 no-federation baseline, on the same mix).
 
-Experiments share a row only when they ran alike: run configs that differ in
-anything but the cell (mix, policy), the seed, the number of runs and where
-results went are *variants*, each with rows of its own, labelled by the keys
-that differ (``variant``), and gains are taken within a variant.
-
-Writes ``<root>/<dataset>/<partitioner>/comparison/``: ``comparison.csv``,
-``comparison.md`` and ``comparison_*.png``.
+Experiments share a row only when they ran alike: other run configs are
+*variants* (``variants.py``), each with rows of its own, and gains are taken
+within a variant.
 """
 
 import math
@@ -19,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..blocks import CENTRALIZED
-from ..errors import ConfigError
 from ..metrics import CLIENT_METRICS
-from ..presets import PRESET, Scalar, app_defaults, resolve_preset
 from .csv_files import number, read_rows, write_rows
 from .layout import (
     AGGREGATED,
@@ -30,7 +24,6 @@ from .layout import (
     MODALITIES,
     find_experiments,
     labels,
-    read_config,
     run_dirs,
 )
 from .plots import (
@@ -41,6 +34,7 @@ from .plots import (
     policy_colors,
     series,
 )
+from .variants import variants
 
 BASELINE = "full-model"
 #: Training alone: the row every federated policy must beat.
@@ -54,22 +48,6 @@ COMPARED = {
 }
 #: Per-modality-set metrics compared in plots (modality_metrics.csv columns).
 COMPARED_BY_MODALITY = ("accuracy", "macro_f1")
-#: Run-config keys that never separate rows: the cell's own (its directory
-#: and policy), the seed and number of runs (a row's runs differ in them by
-#: design; the ``runs`` column counts them) and where results went.
-NOT_A_VARIANT = frozenset(
-    {
-        "dataset",
-        "partitioner",
-        "modality-mix",
-        "aggregation",
-        "private-blocks",
-        "personalization",
-        "seed",
-        "num-runs",
-        "results-dir",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -107,52 +85,6 @@ class Experiment:
     @property
     def rounds(self) -> int:
         return max((int(row["round"]) for row in self.aggregated), default=0)
-
-
-def variants(
-    experiments: Sequence[Path], defaults: Mapping[str, Scalar] | None = None
-) -> dict[Path, str]:
-    """Each experiment's variant label: ``key=value`` for the keys of its run
-    config that differ between ``experiments`` (a key an older config lacks
-    counts as the app's ``defaults``), naming its preset and, of the other
-    keys, those whose value is not what its preset makes of the defaults;
-    ``""`` where all ran alike."""
-    if defaults is None:
-        try:
-            defaults = app_defaults()
-        except FileNotFoundError:  # an installed app without its pyproject.toml
-            defaults = {}
-    configs = {path: {**defaults, **read_config(path)} for path in experiments}
-    keys = set().union(*configs.values()) - NOT_A_VARIANT
-    varying = sorted(  # the preset first
-        (key for key in keys if len({repr(c.get(key)) for c in configs.values()}) > 1),
-        key=lambda key: (key != PRESET, key),
-    )
-    labelled = {}
-    for path, config in configs.items():
-        try:
-            preset = resolve_preset(
-                {
-                    **defaults,
-                    PRESET: config.get(PRESET, ""),
-                    "dataset": config.get("dataset", ""),
-                },
-                defaults,
-            )
-        except (ConfigError, KeyError, OSError):  # a preset this app lacks
-            preset = dict(defaults)
-        labelled[path] = " ".join(
-            f"{key}={_shown(config.get(key))}"
-            for key in varying
-            if (key == PRESET and config.get(key))
-            or (key != PRESET and config.get(key) != preset.get(key))
-        )
-    return labelled
-
-
-def _shown(value: object) -> str:
-    """A run-config value as a user writes it (``true``, not ``True``)."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def final(rows: Sequence[Mapping[str, str]], column: str) -> tuple[int, float, float]:

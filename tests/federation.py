@@ -225,10 +225,13 @@ class LoopbackFederation:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
 
-    def running_clientapp(self, name: str) -> bool:
-        """Whether SuperNode ``name`` is executing a message right now (a
-        ``flwr-clientapp`` process in its process group)."""
+    def clientapp_starts(self, name: str) -> list[float]:
+        """When each ``flwr-clientapp`` process of SuperNode ``name`` (its
+        process group) started, in ``time.time()`` seconds: one per message it
+        is executing right now."""
         group = self.nodes[name].pid
+        boot = time.time() - float(Path("/proc/uptime").read_text().split()[0])
+        starts = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -238,8 +241,10 @@ class LoopbackFederation:
                     b"flwr-clientapp" in command
                     and os.getpgid(int(entry.name)) == group
                 ):
-                    return True
-        return False
+                    # field 22 of stat: start time in clock ticks since boot
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    starts.append(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+        return starts
 
     def log_text(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.logs.glob("*.log")))
@@ -256,16 +261,28 @@ class LoopbackFederation:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+def _saved_state(state_dir: Path) -> Path | None:
+    files = list(state_dir.glob("partition-*/run-*-private.npz"))
+    return files[0] if files else None
+
+
 def trained_rounds(state_dir: Path) -> int:
     """Local rounds in the node's saved private state (0 before it exists)."""
-    files = list(state_dir.glob("partition-*/run-*-private.npz"))
-    if not files:
+    saved = _saved_state(state_dir)
+    if saved is None:
         return 0
     try:
-        with np.load(files[0]) as saved:
-            return int(saved["__trained_rounds__"])
+        with np.load(saved) as arrays:
+            return int(arrays["__trained_rounds__"])
     except (OSError, ValueError, KeyError):  # being replaced right now
         return 0
+
+
+def state_saved_at(state_dir: Path) -> float:
+    """When the node last saved its private state (``time.time()`` seconds)."""
+    saved = _saved_state(state_dir)
+    assert saved is not None, f"no saved state in {state_dir}"
+    return saved.stat().st_mtime
 
 
 def wait_for(condition, what: str, timeout: float = 240) -> None:

@@ -6,7 +6,13 @@ import signal
 from pathlib import Path
 
 from conftest import free_port
-from federation import BackgroundRun, LoopbackFederation, trained_rounds, wait_for
+from federation import (
+    BackgroundRun,
+    LoopbackFederation,
+    state_saved_at,
+    trained_rounds,
+    wait_for,
+)
 
 from blossom_app.reporting.csv_files import read_rows
 
@@ -55,7 +61,13 @@ def test_a_restarted_node_continues_and_a_dead_one_does_not_sink_the_run(
         # object-push session (180 s), whatever round-timeout says, for a reply
         # a node began to upload.
         wait_for(lambda: all(trained_rounds(state[n]) >= 1 for n in NODES), "round 1")
-        wait_for(lambda: federation.running_clientapp("gyro"), "round 2 on gyro")
+        # A ClientApp that started after gyro saved its round-1 state runs
+        # round 2: the one that saved may still be sending its reply.
+        round_1_saved = state_saved_at(state["gyro"])
+        wait_for(
+            lambda: any(t > round_1_saved for t in federation.clientapp_starts("gyro")),
+            "round 2 on gyro",
+        )
         federation.kill("gyro", signal.SIGKILL)
         federation.kill("acc", signal.SIGTERM)
         before_restart = trained_rounds(state["acc"])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 
@@ -22,7 +23,14 @@ from .fleet import NodeProfile
 from .model import MultimodalModel, build_model
 from .personalization import choose_blocks, describe_own
 from .protocol import OWN_BLOCKS
-from .training import Evaluation, cosine_lr, evaluate, local_seed, train
+from .training import (
+    Evaluation,
+    cosine_lr,
+    evaluate,
+    example_losses,
+    local_seed,
+    train,
+)
 from .transport import encode
 
 ConfigItems = tuple[tuple[str, Scalar], ...]
@@ -145,17 +153,12 @@ class LocalClient:
         if exp.adaptive and own:
             candidates = sorted({block_of(key) for key in shared})
             model.own_blocks |= choose_blocks(
-                model, own, candidates, self._validation_loss
+                model, own, candidates, self._validation_losses
             )
         return model
 
-    def _validation_loss(self, model: MultimodalModel) -> float:
-        return evaluate(
-            model,
-            self.data.validation,
-            num_classes=self.experiment.task.num_classes,
-            device=self.device,
-        ).loss
+    def _validation_losses(self, model: MultimodalModel) -> np.ndarray:
+        return example_losses(model, self.data.validation, device=self.device)
 
     def train(
         self,

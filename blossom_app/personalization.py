@@ -6,13 +6,20 @@ its private state, never sent). Under ``personalization = "adaptive"`` the
 client holds out a validation split carved from its training examples (cut
 from them in time, as the test split is, but at their start: no window shares
 samples with one it trains on, and those it trains on stay next to the test
-ones; ``data/splits.py``) and,
-each time it builds its personalized model, tries every combination of
-own/federation versions of its shared blocks, keeping the one with the lowest
-validation loss (ties: the fewest own blocks, so the federation is preferred).
+ones; ``data/splits.py``) and, each time it builds its personalized model,
+tries every combination of own/federation versions of its shared blocks.
+
+The federation's model is the default: a combination of own blocks replaces
+it only where the validation split gives evidence that it is better. Per
+validation example, the gain is how much lower the combination's loss is than
+the federation model's; the combination kept is the one with the largest mean
+gain less ``EVIDENCE`` standard errors, and none when that is not above zero
+(a one-standard-error rule). Without it, the search over 2 ** blocks noisy
+losses on a few dozen examples picks own blocks by chance, and a client that
+trains its own chain drifts away from the federation for good.
+
 Choices may differ between clients and change from round to round; the
 evaluation replies report them (``own_blocks`` in ``client_metrics.csv``).
-
 The client then trains the model it chose and sends that model's shared
 blocks, as under any policy (a block it keeps as its own is the one it trains
 and sends back), never a block the policy makes private.
@@ -21,6 +28,7 @@ and sends back), never a block the policy makes private.
 from collections.abc import Callable, Mapping
 from itertools import combinations
 
+import numpy as np
 import torch
 
 from .blocks import NORMALIZATION, block_of, format_blocks
@@ -30,23 +38,36 @@ from .model import MultimodalModel
 #: instead of over every combination (2 ** blocks evaluations).
 EXHAUSTIVE_LIMIT = 6
 
+#: Standard errors of the mean validation gain that own blocks must clear.
+EVIDENCE = 1.0
+
 
 def choose_blocks(
     model: MultimodalModel,
     own: Mapping[str, torch.Tensor],
     candidates: list[str],
-    validation_loss: Callable[[MultimodalModel], float],
+    validation_losses: Callable[[MultimodalModel], np.ndarray],
 ) -> frozenset[str]:
     """Load into ``model`` (which holds the federation's blocks) the own
-    versions (``own``) of the ``candidates`` blocks that minimize
-    ``validation_loss``; return the blocks taken from ``own``."""
+    versions (``own``) of those ``candidates`` blocks whose per-example
+    ``validation_losses`` show the clearest gain over the federation's; return
+    the blocks taken from ``own`` (none without evidence of a gain)."""
     federated = {key: value.clone() for key, value in model.state_dict().items()}
 
-    def loss_of(blocks: frozenset[str]) -> float:
+    def losses_of(blocks: frozenset[str]) -> np.ndarray:
         model.load_state_dict(_mixed(federated, own, blocks))
-        return validation_loss(model)
+        return np.asarray(validation_losses(model), dtype=np.float64)
 
-    best, best_loss = frozenset(), loss_of(frozenset())
+    baseline = losses_of(frozenset())
+
+    def evidence(blocks: frozenset[str]) -> float:
+        gains = baseline - losses_of(blocks)
+        if len(gains) < 2:
+            return float(gains.mean()) if len(gains) else 0.0
+        error = gains.std(ddof=1) / np.sqrt(len(gains))
+        return float(gains.mean() - EVIDENCE * error)
+
+    best, best_evidence = frozenset(), 0.0
     if len(candidates) <= EXHAUSTIVE_LIMIT:
         trials = (
             frozenset(blocks)
@@ -54,12 +75,12 @@ def choose_blocks(
             for blocks in combinations(sorted(candidates), size)
         )
         for blocks in trials:
-            if (loss := loss_of(blocks)) < best_loss:
-                best, best_loss = blocks, loss
+            if (score := evidence(blocks)) > best_evidence:
+                best, best_evidence = blocks, score
     else:
         for block in sorted(candidates):
-            if (loss := loss_of(best | {block})) < best_loss:
-                best, best_loss = best | {block}, loss
+            if (score := evidence(best | {block})) > best_evidence:
+                best, best_evidence = best | {block}, score
     model.load_state_dict(_mixed(federated, own, best))
     return best
 

@@ -1,7 +1,7 @@
 """Local training and evaluation loops."""
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,17 +183,12 @@ def evaluate(
     batch_size: int = EVALUATION_BATCH_SIZE,
 ) -> Evaluation:
     """Evaluate ``model`` on ``split``."""
-    model.to(device).eval()
-    criterion = nn.CrossEntropyLoss(reduction="sum")
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     total_loss = 0.0
-    loader = _loader(split, model.modalities, batch_size)
-    with torch.no_grad():
-        for inputs, labels in _batches(loader, model.modalities, device):
-            logits = model(inputs)
-            total_loss += criterion(logits, labels).item()
-            predicted = logits.argmax(dim=1)
-            np.add.at(confusion, (labels.cpu().numpy(), predicted.cpu().numpy()), 1)
+    for logits, labels in _predictions(model, split, device, batch_size):
+        total_loss += float(_CROSS_ENTROPY(logits, labels).sum())
+        predicted = logits.argmax(dim=1)
+        np.add.at(confusion, (labels.cpu().numpy(), predicted.cpu().numpy()), 1)
     count = int(confusion.sum())
     return Evaluation(
         loss=total_loss / max(count, 1),
@@ -202,3 +197,32 @@ def evaluate(
         confusion=confusion,
         num_examples=count,
     )
+
+
+def example_losses(
+    model: nn.Module,
+    split: Split,
+    *,
+    device: torch.device,
+    batch_size: int = EVALUATION_BATCH_SIZE,
+) -> np.ndarray:
+    """The cross-entropy of ``model`` on each example of ``split``, in order."""
+    losses = [
+        _CROSS_ENTROPY(logits, labels).cpu().numpy()
+        for logits, labels in _predictions(model, split, device, batch_size)
+    ]
+    return np.concatenate(losses) if losses else np.zeros(0, dtype=np.float32)
+
+
+_CROSS_ENTROPY = nn.CrossEntropyLoss(reduction="none")
+
+
+def _predictions(
+    model: nn.Module, split: Split, device: torch.device, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) of ``model`` in eval mode, batch by batch over ``split``."""
+    model.to(device).eval()
+    loader = _loader(split, model.modalities, batch_size)
+    with torch.no_grad():
+        for inputs, labels in _batches(loader, model.modalities, device):
+            yield model(inputs), labels

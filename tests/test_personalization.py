@@ -99,21 +99,36 @@ def test_a_preset_setting_an_unknown_key_is_refused(tmp_path):
     assert "mine.toml" in str(error.value)
 
 
-def test_the_search_keeps_the_combination_with_the_lowest_validation_loss():
+def federated_and_own():
+    """A model holding the federation's blocks, and a client's own versions."""
     model = build_model(WATCH, ("acc", "gyro"), "attention", seed=0)
     federated = {k: v.clone() for k, v in model.state_dict().items()}
     own = {k: v + 1.0 for k, v in federated.items()}
+    return model, federated, own
+
+
+BLOCKS = ["encoder:acc", "encoder:gyro", "fusion", "head"]
+EXAMPLES = 40
+
+
+def takes_own(model, own, block: str) -> bool:
+    key = {"head": "head.0.weight", "fusion": "fusion.score.weight"}[block]
+    return torch.equal(model.state_dict()[key], own[key])
+
+
+def test_the_search_keeps_the_combination_with_the_clearest_gain():
+    model, federated, own = federated_and_own()
     distance = lambda m, key, ref: float((m.state_dict()[key] - ref[key]).abs().sum())  # noqa: E731
 
-    def loss(candidate):  # best: own head, the federation's fusion and encoders
-        return (
+    def losses(candidate):  # best: own head, the federation's fusion and encoders
+        loss = (
             distance(candidate, "head.0.weight", own)
             + distance(candidate, "fusion.score.weight", federated)
             + distance(candidate, "encoders.acc.gru.weight_hh_l0", federated)
         )
+        return np.full(EXAMPLES, loss)
 
-    blocks = ["encoder:acc", "encoder:gyro", "fusion", "head"]
-    chosen = choose_blocks(model, own, blocks, loss)
+    chosen = choose_blocks(model, own, BLOCKS, losses)
     # encoder:gyro does not change the loss: the tie goes to the federation
     assert chosen == {"head"}
     state = model.state_dict()
@@ -121,6 +136,25 @@ def test_the_search_keeps_the_combination_with_the_lowest_validation_loss():
     torch.testing.assert_close(
         state["fusion.score.weight"], federated["fusion.score.weight"]
     )
+
+
+@pytest.mark.parametrize(("mean_gain", "taken"), [(0.05, False), (0.5, True)])
+def test_own_blocks_must_beat_the_federation_by_more_than_the_noise(mean_gain, taken):
+    """Own head: per-example gains of ``mean_gain`` on average, spread 1
+    (standard error 1/sqrt(40) = 0.16). A mean below one standard error is
+    noise, and the federation's head stays."""
+    model, _, own = federated_and_own()
+    spread = np.random.default_rng(0).standard_normal(EXAMPLES)
+    spread = (spread - spread.mean()) / spread.std(ddof=1)  # mean 0, std 1
+
+    def losses(candidate):
+        federation = np.full(EXAMPLES, 2.0)
+        gain = mean_gain + spread if takes_own(candidate, own, "head") else 0.0
+        return federation - gain
+
+    chosen = choose_blocks(model, own, BLOCKS, losses)
+    assert chosen == ({"head"} if taken else set())
+    assert takes_own(model, own, "head") is taken
 
 
 @pytest.mark.parametrize("policy", ["private-head-fusion", "full-model"])

@@ -62,8 +62,8 @@ def choose_blocks(
 
     def evidence(blocks: frozenset[str]) -> float:
         gains = baseline - losses_of(blocks)
-        if len(gains) < 2:
-            return float(gains.mean()) if len(gains) else 0.0
+        if len(gains) < 2:  # no spread to judge by: no evidence
+            return 0.0
         error = gains.std(ddof=1) / np.sqrt(len(gains))
         return float(gains.mean() - EVIDENCE * error)
 

@@ -174,6 +174,9 @@ class Evaluation:
 EVALUATION_BATCH_SIZE = 256
 
 
+_CROSS_ENTROPY = nn.CrossEntropyLoss(reduction="none")
+
+
 def evaluate(
     model: nn.Module,
     split: Split,
@@ -212,9 +215,6 @@ def example_losses(
         for logits, labels in _predictions(model, split, device, batch_size)
     ]
     return np.concatenate(losses) if losses else np.zeros(0, dtype=np.float32)
-
-
-_CROSS_ENTROPY = nn.CrossEntropyLoss(reduction="none")
 
 
 def _predictions(

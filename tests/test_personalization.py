@@ -209,3 +209,12 @@ def test_an_evaluate_reply_says_which_blocks_are_the_clients_own():
     assert replies
     for reply in replies:
         assert reply.content.config_records[PERSONALIZATION][OWN_BLOCKS] == "head"
+
+
+def test_a_single_validation_example_is_no_evidence():
+    model, _, own = federated_and_own()
+
+    def losses(candidate):  # one window, on which the own head looks far better
+        return np.array([0.1 if takes_own(candidate, own, "head") else 5.0])
+
+    assert choose_blocks(model, own, BLOCKS, losses) == set()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..blocks import CENTRALIZED
 from ..metrics import CLIENT_METRICS
+from .comparison_plots import Bar, comparison_bars, comparison_curves
 from .csv_files import number, read_rows, write_rows
 from .layout import (
     AGGREGATED,
@@ -26,14 +27,7 @@ from .layout import (
     labels,
     run_dirs,
 )
-from .plots import (
-    Bar,
-    comparison_bars,
-    comparison_curves,
-    modality_colors,
-    policy_colors,
-    series,
-)
+from .plots import modality_colors, policy_colors, series
 from .variants import variants
 
 BASELINE = "full-model"

@@ -11,13 +11,17 @@ local epochs per round) and the paper's (``preset = "paper"``: raw inputs, 1
 local epoch). The default recipe's centralized baseline runs with gradient
 clipping (``default-clipped``: ``max-grad-norm = 1``): pooled training
 collapses without it. Then, as ablations, the default recipe changed once
-(clipped; 1 local epoch; raw inputs), default policy and local only. Watch data, mix
-3-3-4, 60 rounds, splits natural (one subject per client), iid and dirichlet
-(alpha 0.5); export off.
+(clipped; 1 local epoch; raw inputs), default policy and local only. Last, the
+required rows again on mix 5-5-0 (exclusive modalities: 5 accelerometer-only
+and 5 gyroscope-only clients; the paper reports its largest gain there). Watch
+data, mix 3-3-4 (3 accelerometer-only, 3 gyroscope-only, 4 with both), 60
+rounds, splits natural (one subject per client), iid and dirichlet (alpha 0.5);
+export off.
 
 Per recipe, split and policy: final accuracy and macro-F1 (example-weighted over
 clients), mean +- std over the 3 runs; the gain over ``local`` in points; the
-relative gain over ``full-model`` (the paper reports +18.7 % on 3-3-4); the gap
+relative gain over ``full-model`` (the paper reports +18.7 % on 3-3-4 and
++37.7 % on 5-5-0); the gap
 to centralized in points. Target (issue 9): with the default recipe the default
 policy beats ``local`` on every split by more than the runs' spread and comes
 within 5 points of centralized.
@@ -34,8 +38,9 @@ both recipes first, then adaptive personalization and the ablations. The full
 size takes hours on 2 cores.
 
 Usage: python bench/personalization.py [--quick] [--recipes default paper ...]
-       [--splits natural iid dirichlet] [--root DIR] [--out FILE] [--report-only]
-``--quick``: natural split, 2 rounds, 1 run, private-head-fusion, local and
+       [--mixes 3-3-4 5-5-0] [--splits natural iid dirichlet] [--root DIR]
+       [--out FILE] [--report-only]
+``--quick``: mix 3-3-4, natural split, 2 rounds, 1 run, private-head-fusion, local and
 centralized, the recipes given (default: the default recipe only; a few minutes).
 """
 
@@ -86,13 +91,17 @@ ABLATIONS = ("default-clipped", "default-1-epoch", "default-raw-inputs")
 SPLITS = ("natural", "iid", "dirichlet")
 DEFAULT_POLICY = "private-head-fusion"
 POLICIES = (DEFAULT_POLICY, "local", "full-model", "full-model+adaptive")
-MIX = "3-3-4"
+#: 3 acc-only, 3 gyro-only and 4 acc+gyro clients (incomplete modalities; the
+#: target's mix); 5 acc-only and 5 gyro-only (exclusive modalities).
+MIXES = ("3-3-4", "5-5-0")
 METRICS = ("weighted_accuracy", "weighted_macro_f1")
-PAPER_GAIN_PCT = 18.7  # private-head-fusion vs full-model, 3-3-4 (the paper)
+#: The paper's gain of block-wise personalization over full-model, per mix.
+PAPER_GAIN_PCT = {"3-3-4": 18.7, "5-5-0": 37.7}
 
 
 def run_cells(
     recipe: str,
+    mix: str,
     split: str,
     policies: tuple[str, ...],
     overrides: dict,
@@ -101,7 +110,7 @@ def run_cells(
 ) -> dict[str, Path]:
     """Run (or find; only find unless ``run``) the cells of one recipe and
     split, ``centralized`` among them; policy -> finished experiment."""
-    grid = SweepGrid(("watch",), (split,), (MIX,), policies)
+    grid = SweepGrid(("watch",), (split,), (mix,), policies)
     cells = grid.cells(harness.APP, root, {**overrides, **RECIPES[recipe]})
     if not run:
         done = {c.config.policy.name: c.finished(root) for c in cells}
@@ -118,22 +127,30 @@ def run_cells(
     return {policy: path for policy, path in done.items() if path is not None}
 
 
-def stages(recipes: list[str], splits: list[str]) -> list[tuple[str, str, tuple]]:
-    """(recipe, split, policies) in order of importance: first the rows the
-    target needs, for each main recipe in turn (the default policy and
-    ``local``, then centralized, under ``CENTRALIZED_WITH``'s recipe, then
-    ``full-model``); then adaptive personalization and the ablations (the
-    default recipe changed once: default policy and local only)."""
+def stages(
+    recipes: list[str], mixes: list[str], splits: list[str]
+) -> list[tuple[str, str, str, tuple]]:
+    """(recipe, mix, split, policies) in order of importance: first the rows
+    the target needs (mix 3-3-4), for each main recipe in turn (the default
+    policy and ``local``, then centralized, under ``CENTRALIZED_WITH``'s
+    recipe, then ``full-model``); then adaptive personalization and the
+    ablations (the default recipe changed once: default policy and local
+    only); then the same required rows on the other mixes."""
     required = ((DEFAULT_POLICY, "local"), (CENTRALIZED,), ("full-model",))
     adaptive = ("full-model+adaptive",)
     main = [r for r in recipes if r not in ABLATIONS]  # in the order given
-    later = [(r, (adaptive,)) for r in main] + [
-        (r, required[:1]) for r in recipes if r in ABLATIONS
+    first, *others = [m for m in MIXES if m in mixes]  # the target's mix first
+    later = [(r, first, (adaptive,)) for r in main] + [
+        (r, first, required[:1]) for r in recipes if r in ABLATIONS
     ]
     return [
         (CENTRALIZED_WITH.get(recipe, recipe) if CENTRALIZED in group else recipe,
-         split, group)
-        for recipe, groups in [(r, required) for r in main] + later
+         mix, split, group)
+        for recipe, mix, groups in [
+            *((r, first, required) for r in main),
+            *later,
+            *((r, m, required) for m in others for r in main),
+        ]
         for group in groups
         for split in splits
     ]  # fmt: skip
@@ -198,24 +215,31 @@ def points(value: float) -> str:
     return "-" if math.isnan(value) else f"{value * 100:+.1f}"
 
 
-def summarize(measured: dict[tuple[str, str], dict[str, dict]]) -> tuple[str, list]:
-    """The markdown table and the target verdicts (default recipe). Each
-    recipe's rows compare with its centralized baseline, run with
-    ``CENTRALIZED_WITH``'s recipe where that is not its own."""
+def summarize(
+    measured: dict[tuple[str, str, str], dict[str, dict]],
+) -> tuple[str, list]:
+    """The markdown table and the target verdicts (default recipe, mix
+    3-3-4). Each recipe's rows compare with its centralized baseline, run
+    with ``CENTRALIZED_WITH``'s recipe where that is not its own."""
     rows, verdicts = [], []
     acc = "weighted_accuracy"
 
-    def centralized(recipe: str, split: str) -> float:
-        cells = measured.get((CENTRALIZED_WITH.get(recipe, recipe), split), {})
+    def centralized(recipe: str, mix: str, split: str) -> float:
+        cells = measured.get((CENTRALIZED_WITH.get(recipe, recipe), mix, split), {})
         return cells.get(CENTRALIZED, {}).get(f"{acc}_mean", math.nan)
 
     order = {recipe: index for index, recipe in enumerate(RECIPES)}
-    for (recipe, split), cells in sorted(
-        measured.items(), key=lambda item: (order[item[0][0]], SPLITS.index(item[0][1]))
+    for (recipe, mix, split), cells in sorted(
+        measured.items(),
+        key=lambda item: (
+            MIXES.index(item[0][1]),
+            order[item[0][0]],
+            SPLITS.index(item[0][2]),
+        ),
     ):
         local = cells.get("local", {}).get(f"{acc}_mean", math.nan)
         full = cells.get("full-model", {}).get(f"{acc}_mean", math.nan)
-        central = centralized(recipe, split)
+        central = centralized(recipe, mix, split)
         for policy in (*POLICIES, CENTRALIZED):
             if policy not in cells:
                 continue
@@ -225,6 +249,7 @@ def summarize(measured: dict[tuple[str, str], dict[str, dict]]) -> tuple[str, li
             rows.append(
                 [
                     recipe,
+                    mix,
                     split,
                     policy,
                     v["runs"],
@@ -238,8 +263,7 @@ def summarize(measured: dict[tuple[str, str], dict[str, dict]]) -> tuple[str, li
                 ]
             )
         default = cells.get(DEFAULT_POLICY)
-        if recipe == "default" and default and "local" in cells:
-            central = centralized(recipe, split)
+        if recipe == "default" and mix == MIXES[0] and default and "local" in cells:
             spread = max(default[f"{acc}_std"], cells["local"][f"{acc}_std"])
             margin = default[f"{acc}_mean"] - local
             verdicts.append(
@@ -254,13 +278,16 @@ def summarize(measured: dict[tuple[str, str], dict[str, dict]]) -> tuple[str, li
             )
     header = [
         "recipe",
+        "mix",
         "split",
         "policy",
         "runs",
         "accuracy",
         "macro-F1",
         "vs local (points)",
-        f"vs full-model (paper: +{PAPER_GAIN_PCT} %)",
+        "vs full-model (paper: "
+        + ", ".join(f"+{gain} % on {mix}" for mix, gain in PAPER_GAIN_PCT.items())
+        + ")",
         "vs centralized (points)",
     ]
     return harness.markdown_table(header, rows), verdicts
@@ -269,6 +296,7 @@ def summarize(measured: dict[tuple[str, str], dict[str, dict]]) -> tuple[str, li
 def main() -> None:
     parser = harness.parser(NAME, __doc__)
     parser.add_argument("--recipes", nargs="+", default=None)
+    parser.add_argument("--mixes", nargs="+", default=list(MIXES), choices=MIXES)
     parser.add_argument("--splits", nargs="+", default=list(SPLITS))
     parser.add_argument(
         "--report-only",
@@ -289,22 +317,30 @@ def main() -> None:
     host = harness.machine()
     if not args.quick:
         keep(KEPT, root)
-    measured: dict[tuple[str, str], dict[str, dict]] = {}
+    mixes = MIXES[:1] if args.quick else args.mixes
+    measured: dict[tuple[str, str, str], dict[str, dict]] = {}
     verdicts: list[dict] = []
-    for recipe, split, group in stages(recipes, splits):
+    for recipe, mix, split, group in stages(recipes, mixes, splits):
         group = tuple(p for p in group if p in policies)
         if not group:
             continue
         paths = run_cells(
-            recipe, split, group, overrides, root / recipe, run=not args.report_only
+            recipe,
+            mix,
+            split,
+            group,
+            overrides,
+            root / recipe,
+            run=not args.report_only,
         )
         if not args.quick:
             keep(root, KEPT)
-        cells = measured.setdefault((recipe, split), {})
+        cells = measured.setdefault((recipe, mix, split), {})
         cells.update({p: finals(path) for p, path in paths.items()})
         table, verdicts = summarize(measured)
         intro = (
-            f"Watch, mix {MIX}, {overrides['num-server-rounds']} rounds, "
+            f"Watch, mixes {' and '.join(mixes)}, "
+            f"{overrides['num-server-rounds']} rounds, "
             f"{overrides['num-runs']} run(s) per cell (seeds 42...), export off. "
             "Final accuracy and macro-F1 example-weighted over clients, mean ± "
             "std over runs. Recipes: default = the app's defaults (per-client "
@@ -326,7 +362,9 @@ def main() -> None:
         )
         if not args.quick:
             replace_readme_table(table, verdicts)
-        print(f"{NAME}: {recipe}/{split}/{'+'.join(group)} done; {out}", flush=True)
+        print(
+            f"{NAME}: {recipe}/{mix}/{split}/{'+'.join(group)} done; {out}", flush=True
+        )
     for v in verdicts:
         print(
             f"{NAME}: {v['split']}: default policy vs local "

@@ -6,6 +6,7 @@ node config, so they are derived once per process and reused by every message
 message to message, the private blocks, lives in the ``Context``.
 """
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -172,6 +173,10 @@ class LocalClient:
         as the server sent them (not the client's own, under adaptive
         personalization)."""
         exp = self.experiment
+        validation = self.data.validation
+        # a client holding out a validation split makes as many steps per
+        # round as it would on all its windows: the same compute
+        windows = len(self.data.train) + (len(validation) if validation else 0)
         return train(
             model,
             self.data.train,
@@ -190,6 +195,7 @@ class LocalClient:
             anchor=received.to_torch_state_dict() if exp.proximal_mu > 0 else None,
             optimizer=exp.client_optimizer,
             max_grad_norm=exp.max_grad_norm,
+            epoch_steps=math.ceil(windows / exp.batch_size),
         )
 
     def evaluate(self, model: MultimodalModel) -> Evaluation:

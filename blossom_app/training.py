@@ -1,5 +1,6 @@
 """Local training and evaluation loops."""
 
+import itertools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,12 @@ def _batches(loader: DataLoader, modalities: tuple[str, ...], device: torch.devi
             {m: x.to(device) for m, x in zip(modalities, inputs, strict=True)},
             labels.to(device),
         )
+
+
+def _passes(loader: DataLoader, modalities: tuple[str, ...], device: torch.device):
+    """Batches of one pass over ``loader`` after another, without end."""
+    while True:
+        yield from _batches(loader, modalities, device)
 
 
 def proximal_term(
@@ -103,10 +110,15 @@ def train(
     anchor: Mapping[str, torch.Tensor] | None = None,
     optimizer: str = "sgd",
     max_grad_norm: float = 0.0,
+    epoch_steps: int | None = None,
 ) -> float:
     """Train ``model`` in place with ``optimizer`` (``CLIENT_OPTIMIZERS``);
     return the mean training loss per example (the data loss, without the
     proximal term).
+
+    An epoch is ``epoch_steps`` optimizer steps (default: one pass over
+    ``split``); passes over ``split`` follow each other, each reshuffled, as
+    long as steps remain.
 
     ``seed`` fixes the shuffling and the dropout masks (see ``local_seed``).
     With ``proximal_mu`` > 0, the parameters named in ``anchor`` are pulled
@@ -129,19 +141,20 @@ def train(
         if key in parameters
     }
     total_loss, seen = 0.0, 0
-    for _ in range(epochs):
-        for inputs, labels in _batches(loader, model.modalities, device):
-            optimizer.zero_grad()
-            loss = criterion(model(inputs), labels)
-            objective = loss
-            if proximal_mu > 0 and anchor:
-                objective = loss + proximal_term(model, anchor, proximal_mu)
-            objective.backward()
-            if max_grad_norm > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            total_loss += loss.item() * len(labels)
-            seen += len(labels)
+    steps = epochs * (len(loader) if epoch_steps is None else epoch_steps)
+    batches = _passes(loader, model.modalities, device)
+    for inputs, labels in itertools.islice(batches, steps):
+        optimizer.zero_grad()
+        loss = criterion(model(inputs), labels)
+        objective = loss
+        if proximal_mu > 0 and anchor:
+            objective = loss + proximal_term(model, anchor, proximal_mu)
+        objective.backward()
+        if max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        total_loss += loss.item() * len(labels)
+        seen += len(labels)
     return total_loss / max(seen, 1)
 
 

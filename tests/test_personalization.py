@@ -218,3 +218,27 @@ def test_a_single_validation_example_is_no_evidence():
         return np.array([0.1 if takes_own(candidate, own, "head") else 5.0])
 
     assert choose_blocks(model, own, BLOCKS, losses) == set()
+
+
+def test_an_adaptive_client_makes_as_many_steps_as_on_all_its_windows():
+    """Holding out a validation split costs no compute: an adaptive client
+    passes over its remaining windows more than once per epoch, making as
+    many steps as a client of the same policy training on all of them."""
+
+    def steps_per_round(personalization: str) -> tuple[int, LocalClient]:
+        config = {**RUN_CONFIG, "local-epochs": 2, "batch-size": 16}
+        context = contexts({**config, "personalization": personalization})[103]
+        client = LocalClient.from_context(context)
+        model = client.personalized_model(0, ArrayRecord())
+        calls = []
+        model.register_forward_hook(lambda *_: calls.append(1))
+        client.train(model, 0, 1, ArrayRecord())
+        return len(calls), client
+
+    fixed, fixed_client = steps_per_round("fixed")
+    adaptive, client = steps_per_round("adaptive")
+    data = client.data
+    assert fixed == 2 * -(-len(fixed_client.data.train) // 16)
+    assert adaptive == 2 * -(-(len(data.train) + len(data.validation)) // 16)
+    assert adaptive > 2 * -(-len(data.train) // 16)  # more than 2 passes
+    assert 0.9 * fixed <= adaptive <= fixed  # the windows straddling the cut aside

@@ -8,6 +8,7 @@ from flwr.clientapp import ClientApp
 
 from . import metrics as m
 from .local_client import LocalClient
+from .personalization import federation_update, own_starts
 from .protocol import EVALUATE_FIRST, EVALUATION, EXPORT_RECORD, PERSONALIZATION
 
 app = ClientApp()
@@ -22,20 +23,25 @@ def profile(msg: Message, context: Context) -> Message:
 
 @app.train()
 def train_handler(msg: Message, context: Context) -> Message:
-    """Train the personalized model; reply with its shared blocks only. Asked
+    """Train the personalized model; reply with its shared blocks only (a
+    block it kept as its own as the federation's plus its change). Asked
     to (``EVALUATE_FIRST``), evaluate it first, as received: the evaluation of
     the previous round's aggregate."""
     start = time.perf_counter()
     client = LocalClient.from_context(context)
     config = msg.content["config"]
     run_index, server_round = int(config["run-index"]), int(config["server-round"])
-    model = client.personalized_model(run_index, msg.content["arrays"])
+    received = msg.content["arrays"]
+    model = client.personalized_model(run_index, received)
     content = RecordDict()
     if config.get(EVALUATE_FIRST, False):
         content[EVALUATION], content[PERSONALIZATION] = client.evaluation_records(model)
-    loss = client.train(model, run_index, server_round, msg.content["arrays"])
+    starts = own_starts(model, received.keys())
+    loss = client.train(model, run_index, server_round, received)
     client.keep_private(run_index, model)
-    content["arrays"] = client.shared_update(model)
+    content["arrays"] = client.shared_update(
+        federation_update(model.state_dict(), received.to_torch_state_dict(), starts)
+    )
     content["metrics"] = MetricRecord(
         {
             m.TRAIN_EXAMPLES: len(client.data.train),

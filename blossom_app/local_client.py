@@ -7,6 +7,7 @@ message to message, the private blocks, lives in the ``Context``.
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -228,10 +229,9 @@ class LocalClient:
             self.context, run_index, PrivateState(record, rounds), self.state_dir
         )
 
-    def shared_update(self, model: MultimodalModel) -> ArrayRecord:
-        """The shared blocks of ``model`` as they travel, checked to carry no
-        private key."""
-        state = model.state_dict()
+    def shared_update(self, state: Mapping[str, torch.Tensor]) -> ArrayRecord:
+        """The shared blocks of a model's ``state`` as they travel, checked to
+        carry no private key."""
         shared = self.experiment.policy.shared_keys(state)
         return guard_outgoing(
             encode({k: state[k] for k in shared}, self.experiment.transport),

@@ -20,12 +20,15 @@ trains its own chain drifts away from the federation for good.
 
 Choices may differ between clients and change from round to round; the
 evaluation replies report them (``own_blocks`` in ``client_metrics.csv``).
-The client then trains the model it chose and sends that model's shared
-blocks, as under any policy (a block it keeps as its own is the one it trains
-and sends back), never a block the policy makes private.
+The client then trains the model it chose. For a block it took from the
+federation it sends the trained block, as under any policy; for a block it
+kept as its own it sends the federation's version plus this round's change to
+its own (``federation_update``): the federation averages every client's
+training, never a client's own version, which stays on the client and goes
+on from where it was. No block the policy makes private is sent.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import combinations
 
 import numpy as np
@@ -100,3 +103,29 @@ def describe_own(blocks: frozenset[str]) -> str:
     """The blocks a personalized model took from the client itself, for
     reports (``normalization``, always the client's own, is left out)."""
     return format_blocks(blocks - {NORMALIZATION})
+
+
+def own_starts(
+    model: MultimodalModel, shared: Iterable[str]
+) -> dict[str, torch.Tensor]:
+    """Copies of those ``shared`` parameters of ``model`` whose block it took
+    from the client's own training: where they start this round's training."""
+    state = model.state_dict()
+    return {k: state[k].clone() for k in shared if block_of(k) in model.own_blocks}
+
+
+def federation_update(
+    trained: Mapping[str, torch.Tensor],
+    received: Mapping[str, torch.Tensor],
+    starts: Mapping[str, torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """``trained`` (a state dict), where each parameter that started from the
+    client's own version (``starts``, from ``own_starts``) is replaced by the
+    federation's (``received``) plus its change in training. Averaging the
+    own versions themselves would pull the federation towards versions it
+    never had; averaging their changes keeps every client's training in the
+    federation's update."""
+    return {
+        key: received[key] + (value - starts[key]) if key in starts else value
+        for key, value in trained.items()
+    }

@@ -21,7 +21,7 @@ from rounds import (
 )
 
 from blossom_app.client_app import app as client_app
-from blossom_app.client_state import PRIVATE
+from blossom_app.client_state import PRIVATE, load_private
 from blossom_app.config import ExperimentConfig
 from blossom_app.errors import ConfigError
 from blossom_app.local_client import LocalClient
@@ -218,6 +218,42 @@ def test_a_single_validation_example_is_no_evidence():
         return np.array([0.1 if takes_own(candidate, own, "head") else 5.0])
 
     assert choose_blocks(model, own, BLOCKS, losses) == set()
+
+
+def test_a_block_kept_as_its_own_travels_as_its_change_applied_to_the_federations():
+    """The server sends a head that knows nothing (all zeros: uniform
+    predictions), so every client keeps its own head. What it sends for the
+    head is the federation's plus its own head's change in training, not its
+    own head; the own head goes on in its private state."""
+    config = {**RUN_CONFIG, "aggregation": "full-model", "personalization": "adaptive"}
+    server, nodes = strategy("full-model"), contexts(config)
+    _, arrays = train_round(server, global_arrays(), nodes, server_round=1)
+    state = arrays.to_torch_state_dict()
+    blank = {
+        k: torch.zeros_like(v) if k.startswith("head.") else v for k, v in state.items()
+    }
+    heads = [k for k in blank if k.startswith("head.")]
+
+    def own_state(node_id):
+        return load_private(nodes[node_id], 0, None).arrays.to_torch_state_dict()
+
+    before = {node_id: own_state(node_id) for node_id in nodes}
+    replies, _ = train_round(server, ArrayRecord(blank), nodes, server_round=2)
+    for reply in replies:
+        node_id = reply.metadata.src_node_id
+        own = own_state(node_id)
+        sent = reply.content["arrays"].to_torch_state_dict()
+        for key in heads:
+            change = own[key] - before[node_id][key]
+            assert change.abs().sum() > 0  # the own head trained on
+            torch.testing.assert_close(sent[key].float(), change, atol=1e-3, rtol=0)
+        # a block taken from the federation travels as trained
+        torch.testing.assert_close(
+            sent["fusion.score.weight"].float(),
+            own["fusion.score.weight"],
+            atol=1e-3,
+            rtol=0,
+        )
 
 
 def test_an_adaptive_client_makes_as_many_steps_as_on_all_its_windows():

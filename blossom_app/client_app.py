@@ -39,8 +39,9 @@ def train_handler(msg: Message, context: Context) -> Message:
     starts = own_starts(model, received.keys())
     loss = client.train(model, run_index, server_round, received)
     client.keep_private(run_index, model)
+    federation = received.to_torch_state_dict() if starts else {}  # none kept: no copy
     content["arrays"] = client.shared_update(
-        federation_update(model.state_dict(), received.to_torch_state_dict(), starts)
+        federation_update(model.state_dict(), federation, starts)
     )
     content["metrics"] = MetricRecord(
         {

@@ -14,7 +14,7 @@ it only where the validation split gives evidence that it is better. Per
 validation example, the gain is how much lower the combination's loss is than
 the federation model's; the combination kept is the one with the largest mean
 gain less ``EVIDENCE`` standard errors, and none when that is not above zero
-(a one-standard-error rule). Without it, the search over 2 ** blocks noisy
+(a two-standard-error rule). Without it, the search over 2 ** blocks noisy
 losses on a few dozen examples picks own blocks by chance, and a client that
 trains its own chain drifts away from the federation for good.
 
@@ -42,7 +42,7 @@ from .model import MultimodalModel
 EXHAUSTIVE_LIMIT = 6
 
 #: Standard errors of the mean validation gain that own blocks must clear.
-EVIDENCE = 1.0
+EVIDENCE = 2.0
 
 
 def choose_blocks(

@@ -12,8 +12,9 @@ local epoch). The default recipe's centralized baseline runs with gradient
 clipping (``default-clipped``: ``max-grad-norm = 1``): pooled training
 collapses without it. Then, as ablations, the default recipe changed once
 (clipped; 1 local epoch; raw inputs), default policy and local only. Last, the
-required rows again on mix 5-5-0 (exclusive modalities: 5 accelerometer-only
-and 5 gyroscope-only clients; the paper reports its largest gain there). Watch
+required rows and adaptive again on mix 5-5-0 (exclusive modalities: 5
+accelerometer-only and 5 gyroscope-only clients; the paper reports its largest
+gain there). Watch
 data, mix 3-3-4 (3 accelerometer-only, 3 gyroscope-only, 4 with both), 60
 rounds, splits natural (one subject per client), iid and dirichlet (alpha 0.5);
 export off.
@@ -135,7 +136,7 @@ def stages(
     policy and ``local``, then centralized, under ``CENTRALIZED_WITH``'s
     recipe, then ``full-model``); then adaptive personalization and the
     ablations (the default recipe changed once: default policy and local
-    only); then the same required rows on the other mixes."""
+    only); then the required rows and adaptive on the other mixes."""
     required = ((DEFAULT_POLICY, "local"), (CENTRALIZED,), ("full-model",))
     adaptive = ("full-model+adaptive",)
     main = [r for r in recipes if r not in ABLATIONS]  # in the order given
@@ -149,7 +150,7 @@ def stages(
         for recipe, mix, groups in [
             *((r, first, required) for r in main),
             *later,
-            *((r, m, required) for m in others for r in main),
+            *((r, m, (*required, adaptive)) for m in others for r in main),
         ]
         for group in groups
         for split in splits

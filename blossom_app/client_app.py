@@ -8,7 +8,7 @@ from flwr.clientapp import ClientApp
 
 from . import metrics as m
 from .local_client import LocalClient
-from .personalization import federation_update, own_starts
+from .personalization import federation_update, own_offsets
 from .protocol import EVALUATE_FIRST, EVALUATION, EXPORT_RECORD, PERSONALIZATION
 
 app = ClientApp()
@@ -36,12 +36,11 @@ def train_handler(msg: Message, context: Context) -> Message:
     content = RecordDict()
     if config.get(EVALUATE_FIRST, False):
         content[EVALUATION], content[PERSONALIZATION] = client.evaluation_records(model)
-    starts = own_starts(model, received.keys())
+    offsets = own_offsets(model, received)
     loss = client.train(model, run_index, server_round, received)
     client.keep_private(run_index, model)
-    federation = received.to_torch_state_dict() if starts else {}  # none kept: no copy
     content["arrays"] = client.shared_update(
-        federation_update(model.state_dict(), federation, starts)
+        federation_update(model.state_dict(), offsets)
     )
     content["metrics"] = MetricRecord(
         {

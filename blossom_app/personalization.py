@@ -28,11 +28,12 @@ training, never a client's own version, which stays on the client and goes
 on from where it was. No block the policy makes private is sent.
 """
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from itertools import combinations
 
 import numpy as np
 import torch
+from flwr.app import ArrayRecord
 
 from .blocks import NORMALIZATION, block_of, format_blocks
 from .model import MultimodalModel
@@ -105,27 +106,30 @@ def describe_own(blocks: frozenset[str]) -> str:
     return format_blocks(blocks - {NORMALIZATION})
 
 
-def own_starts(
-    model: MultimodalModel, shared: Iterable[str]
+def own_offsets(
+    model: MultimodalModel, received: ArrayRecord
 ) -> dict[str, torch.Tensor]:
-    """Copies of those ``shared`` parameters of ``model`` whose block it took
-    from the client's own training: where they start this round's training."""
+    """For each parameter of ``model`` that starts this round's training from
+    the client's own version of a shared block: how far that start lies from
+    the federation's version (``received``), on the model's device."""
     state = model.state_dict()
-    return {k: state[k].clone() for k in shared if block_of(k) in model.own_blocks}
+    return {
+        key: state[key] - torch.from_numpy(received[key].numpy()).to(state[key])
+        for key in received
+        if block_of(key) in model.own_blocks
+    }
 
 
 def federation_update(
-    trained: Mapping[str, torch.Tensor],
-    received: Mapping[str, torch.Tensor],
-    starts: Mapping[str, torch.Tensor],
+    trained: Mapping[str, torch.Tensor], offsets: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     """``trained`` (a state dict), where each parameter that started from the
-    client's own version (``starts``, from ``own_starts``) is replaced by the
-    federation's (``received``) plus its change in training. Averaging the
-    own versions themselves would pull the federation towards versions it
-    never had; averaging their changes keeps every client's training in the
-    federation's update."""
+    client's own version is moved by its offset (``own_offsets``) onto the
+    federation's: the federation's version plus its change in training.
+    Averaging the own versions themselves would pull the federation towards
+    versions it never had; averaging their changes keeps every client's
+    training in the federation's update."""
     return {
-        key: received[key] + (value - starts[key]) if key in starts else value
+        key: value - offsets[key] if key in offsets else value
         for key, value in trained.items()
     }

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from blossom_app.benchmarks import get_task, registered
-from blossom_app.blocks import block_of
+from blossom_app.common.blocks import block_of
+from blossom_app.common.model import build_model
+from blossom_app.common.training import train
 from blossom_app.data import Split
-from blossom_app.model import build_model
-from blossom_app.training import train
 
 EXAMPLES, REPEATS = 100, 3
 

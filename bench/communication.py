@@ -30,9 +30,9 @@ from pathlib import Path
 
 import harness
 
-from blossom_app.config import ExperimentConfig
-from blossom_app.model import build_model
-from blossom_app.presets import app_defaults
+from blossom_app.common.config import ExperimentConfig
+from blossom_app.common.model import build_model
+from blossom_app.common.presets import app_defaults
 from blossom_app.reporting.layout import COMMUNICATION
 
 NAME = "communication"

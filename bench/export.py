@@ -2,7 +2,7 @@
 
 Trains the model on the embedded watch data (subjects 1-8; subjects 9 and 10 are
 the test split, as a node's own test data would be), exports it as a node does
-(``blossom_app.export.export_personalized`` with int8) and prints, in one
+(``blossom_app.onnx.export.export_personalized`` with int8) and prints, in one
 process: export time (first in the process and warm), file sizes, parity,
 onnxruntime vs torch eager latency at batch 1 and 64, and the int8 accuracy
 change. With ``--old-ort-python`` it also runs ``edge/run_model.py`` on both
@@ -31,18 +31,18 @@ import numpy as np
 import torch
 
 from blossom_app.benchmarks import get_task
+from blossom_app.common.model import build_model
+from blossom_app.common.training import cosine_lr, evaluate, train
 from blossom_app.data import Split, load_task_dataset
 from blossom_app.data.columns import numpy_columns
-from blossom_app.export import INT8_FILE, PositionalInputs, export_personalized
-from blossom_app.model import build_model
-from blossom_app.model_card import ONNX_FILE, build_card
-from blossom_app.onnx_runtime import (
+from blossom_app.onnx.export import INT8_FILE, PositionalInputs, export_personalized
+from blossom_app.onnx.model_card import ONNX_FILE, build_card
+from blossom_app.onnx.runtime import (
     onnx_session,
     ort_latency_ms,
     ort_logits,
     torch_latency_ms,
 )
-from blossom_app.training import cosine_lr, evaluate, train
 
 MODALITIES = ("acc", "gyro")
 FUSION = "attention"

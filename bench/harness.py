@@ -38,9 +38,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from blossom_app.flwr_runner import format_overrides
 from blossom_app.reporting.csv_files import read_rows
 from blossom_app.reporting.layout import find_experiments, run_dirs
+from blossom_app.tools.flwr_runner import format_overrides
 
 BENCH = Path(__file__).resolve().parent
 APP = BENCH.parent

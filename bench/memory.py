@@ -11,7 +11,7 @@ USS (private pages) and PSS (private + a share of shared pages), from
 Then, in a fresh interpreter each, the RSS and USS right after the imports a
 ClientApp process needs: nothing, ``import torch`` (a CUDA build here, which
 maps its CUDA libraries at import), ``import torch, ray, flwr.clientapp``, and
-``import blossom_app.client_app``; the part of a client process's memory that
+``import blossom_app.client.client_app``; the part of a client process's memory that
 no code of ours can lower short of importing less.
 
 Usage: python bench/memory.py [--quick] [--out bench/results/memory.json]
@@ -35,7 +35,7 @@ IMPORTS = (
     "pass",
     "import torch",
     "import torch, ray, flwr.clientapp",
-    "import blossom_app.client_app",
+    "import blossom_app.client.client_app",
 )
 PROBE = """
 {imports}
@@ -114,8 +114,8 @@ def main() -> None:
         f"memory: client process peak RSS {gb(client.get('rss', 0))} GB "
         f"(USS {gb(client.get('uss', 0))}, target <= {TARGET_GB}), ServerApp "
         f"{gb(server.get('rss', 0))} GB; import torch alone "
-        f"{gb(imports['import torch']['rss'])} GB RSS, blossom_app.client_app "
-        f"{gb(imports['import blossom_app.client_app']['rss'])} GB; {out}"
+        f"{gb(imports['import torch']['rss'])} GB RSS, blossom_app.client.client_app "
+        f"{gb(imports['import blossom_app.client.client_app']['rss'])} GB; {out}"
     )
 
 

@@ -29,10 +29,10 @@ import harness
 import torch
 from torch import nn
 
-from blossom_app.centralized import client_data
-from blossom_app.config import ExperimentConfig
-from blossom_app.model import build_model
-from blossom_app.presets import app_defaults
+from blossom_app.common.config import ExperimentConfig
+from blossom_app.common.model import build_model
+from blossom_app.common.presets import app_defaults
+from blossom_app.tools.centralized import client_data
 
 NAME = "overhead"
 TITLE = "Overhead (`bench/overhead.py`)"

@@ -51,8 +51,7 @@ from pathlib import Path
 
 import harness
 
-from blossom_app.blocks import CENTRALIZED
-from blossom_app.flwr_runner import this_environment
+from blossom_app.common.blocks import CENTRALIZED
 from blossom_app.reporting.compare import Experiment, final
 from blossom_app.reporting.layout import (
     AGGREGATED,
@@ -61,7 +60,8 @@ from blossom_app.reporting.layout import (
     find_experiments,
     is_complete,
 )
-from blossom_app.sweep import SweepGrid, run_sweep
+from blossom_app.tools.flwr_runner import this_environment
+from blossom_app.tools.sweep import SweepGrid, run_sweep
 
 NAME = "personalization"
 TITLE = "Personalization vs training alone (`bench/personalization.py`)"

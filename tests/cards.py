@@ -1,8 +1,8 @@
 """A model card for test models (fixed run facts, made-up metrics)."""
 
 from blossom_app.benchmarks import get_task
-from blossom_app.model import MultimodalModel
-from blossom_app.model_card import ModelCard, build_card
+from blossom_app.common.model import MultimodalModel
+from blossom_app.onnx.model_card import ModelCard, build_card
 
 
 def card_for(model: MultimodalModel, fusion: str, dataset: str = "watch") -> ModelCard:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blossom_app.flwr_runner import RunOutcome, run_app
+from blossom_app.tools.flwr_runner import RunOutcome, run_app
 
 EDGE = Path(__file__).parents[1] / "edge"
 VENV_BIN = Path(sys.executable).parent

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from blossom_app.aggregation import InvalidUpdate, aggregate_by_key, check_update
+from blossom_app.server.aggregation import InvalidUpdate, aggregate_by_key, check_update
 
 
 def test_each_key_is_averaged_over_exactly_its_holders():

@@ -13,18 +13,18 @@ from cards import card_for
 from rounds import DEFAULTS
 
 from blossom_app.benchmarks import get_task
-from blossom_app.config import ExperimentConfig
+from blossom_app.common.config import ExperimentConfig
+from blossom_app.common.model import build_model
+from blossom_app.common.presets import available_presets, resolve_preset
 from blossom_app.data import load_client_data
 from blossom_app.data.loading import load_task_dataset
 from blossom_app.data.splits import SPLIT_COLUMN, split_dataset
 from blossom_app.errors import ConfigError, DataError
-from blossom_app.export import PARITY_TOLERANCE, export_personalized
-from blossom_app.flwr_runner import run_app
-from blossom_app.model import build_model
-from blossom_app.model_card import CARD_FILE, ModelCard
-from blossom_app.presets import available_presets, resolve_preset
+from blossom_app.onnx.export import PARITY_TOLERANCE, export_personalized
+from blossom_app.onnx.model_card import CARD_FILE, ModelCard
 from blossom_app.reporting.csv_files import read_rows
-from blossom_app.sweep import SweepGrid
+from blossom_app.tools.flwr_runner import run_app
+from blossom_app.tools.sweep import SweepGrid
 
 APP = Path(__file__).parents[1]
 BENCHMARKS = ("ucihar", "kuhar", "ptbxl", "meld", "iemocap", "avmnist")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord
 
-from blossom_app.blocks import (
+from blossom_app.common.blocks import (
     PrivateBlockLeak,
     block_of,
     guard_outgoing,

@@ -2,12 +2,12 @@
 
 from rounds import DEFAULTS
 
-from blossom_app.centralized import run_centralized
-from blossom_app.cli import main
-from blossom_app.config import ExperimentConfig
-from blossom_app.local_client import LocalClient
+from blossom_app.client.local_client import LocalClient
+from blossom_app.common.config import ExperimentConfig
 from blossom_app.reporting.csv_files import number, read_rows
 from blossom_app.reporting.summary import final_table
+from blossom_app.tools.centralized import run_centralized
+from blossom_app.tools.cli import main
 
 
 def test_centralized_baseline_evaluates_every_client_on_its_own_test_split(tmp_path):

@@ -15,10 +15,10 @@ from rounds import (
     train_round,
 )
 
-from blossom_app.client_app import app as client_app
-from blossom_app.client_state import PRIVATE
+from blossom_app.client.client_app import app as client_app
+from blossom_app.client.client_state import PRIVATE
+from blossom_app.client.local_client import LocalClient
 from blossom_app.errors import ConfigError
-from blossom_app.local_client import LocalClient
 
 ACC, GYRO, BOTH = NODES
 

@@ -5,10 +5,10 @@ import math
 import pytest
 from results_helpers import assert_readable_png, make_experiment
 
-from blossom_app.cli import main
 from blossom_app.reporting.compare import compare, relative_gain
 from blossom_app.reporting.csv_files import number, read_rows
 from blossom_app.reporting.output import complete_experiment
+from blossom_app.tools.cli import main
 
 # final weighted accuracy of each run, per (mix, policy)
 FINALS = {

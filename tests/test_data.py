@@ -313,7 +313,7 @@ def test_a_device_with_its_own_data_trains_on_all_of_it_whatever_its_name(
     from flwr.app import Context, RecordDict
     from rounds import RUN_CONFIG
 
-    from blossom_app.local_client import LocalClient
+    from blossom_app.client.local_client import LocalClient
 
     path = tmp_path / "device.parquet"
     tiny_dataset(n=20, drop="gyro").to_parquet(str(path))

@@ -8,8 +8,8 @@ import pytest
 from conftest import free_port
 from federation import LoopbackFederation
 
-from blossom_app.flwr_runner import run_app
 from blossom_app.reporting.csv_files import read_rows
+from blossom_app.tools.flwr_runner import run_app
 
 APP = Path(__file__).parents[1]
 

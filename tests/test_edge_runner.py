@@ -12,10 +12,10 @@ import pytest
 from cards import card_for
 
 from blossom_app.benchmarks import get_task
+from blossom_app.common.model import build_model
 from blossom_app.data import Split
-from blossom_app.export import export_personalized
-from blossom_app.model import build_model
-from blossom_app.model_card import ONNX_FILE
+from blossom_app.onnx.export import export_personalized
+from blossom_app.onnx.model_card import ONNX_FILE
 
 RUNNER = Path(__file__).resolve().parents[1] / "edge" / "run_model.py"
 TASK = get_task("watch")

@@ -13,8 +13,9 @@ from cards import card_for
 
 import blossom_app
 from blossom_app.benchmarks import get_task
+from blossom_app.common.model import MultimodalModel, build_model
 from blossom_app.data import Split
-from blossom_app.export import (
+from blossom_app.onnx.export import (
     INT8_FILE,
     MAX_IR_VERSION,
     PARITY_TOLERANCE,
@@ -25,8 +26,7 @@ from blossom_app.export import (
     load_weights,
     reexport,
 )
-from blossom_app.model import MultimodalModel, build_model
-from blossom_app.model_card import CARD_FILE, ONNX_FILE, ModelCard, build_card
+from blossom_app.onnx.model_card import CARD_FILE, ONNX_FILE, ModelCard, build_card
 
 TASK = get_task("watch")
 CASES = [

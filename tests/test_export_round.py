@@ -18,10 +18,10 @@ from rounds import (
     train_round,
 )
 
-from blossom_app.cli import main
-from blossom_app.export_round import export_models
-from blossom_app.local_client import LocalClient
-from blossom_app.protocol import EXPORT_RECORD
+from blossom_app.client.local_client import LocalClient
+from blossom_app.common.protocol import EXPORT_RECORD
+from blossom_app.server.export_round import export_models
+from blossom_app.tools.cli import main
 
 ACC, GYRO, BOTH = NODES
 

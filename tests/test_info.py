@@ -2,8 +2,8 @@
 
 from results_helpers import make_experiment
 
-from blossom_app.cli import main
 from blossom_app.reporting.output import complete_experiment
+from blossom_app.tools.cli import main
 
 
 def test_info_lists_datasets_modalities_and_policies(capsys):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from blossom_app.benchmarks import get_task
-from blossom_app.fusion import AttentionFusion, ConcatFusion
-from blossom_app.model import build_model
+from blossom_app.common.fusion import AttentionFusion, ConcatFusion
+from blossom_app.common.model import build_model
 
 WATCH = get_task("watch")
 

@@ -20,15 +20,15 @@ from rounds import (
     train_round,
 )
 
-from blossom_app.client_app import app as client_app
-from blossom_app.client_state import PRIVATE, load_private
-from blossom_app.config import ExperimentConfig
+from blossom_app.client.client_app import app as client_app
+from blossom_app.client.client_state import PRIVATE, load_private
+from blossom_app.client.local_client import LocalClient
+from blossom_app.client.personalization import choose_blocks
+from blossom_app.common.config import ExperimentConfig
+from blossom_app.common.model import build_model
+from blossom_app.common.presets import resolve_preset
+from blossom_app.common.protocol import EVALUATION, OWN_BLOCKS, PERSONALIZATION
 from blossom_app.errors import ConfigError
-from blossom_app.local_client import LocalClient
-from blossom_app.model import build_model
-from blossom_app.personalization import choose_blocks
-from blossom_app.presets import resolve_preset
-from blossom_app.protocol import EVALUATION, OWN_BLOCKS, PERSONALIZATION
 
 
 def test_each_client_standardizes_with_its_own_statistics_and_keeps_them():

@@ -11,10 +11,10 @@ import pytest
 
 from blossom_app.benchmarks import get_task, registered
 from blossom_app.benchmarks.registry import BUILTIN
+from blossom_app.common.presets import app_defaults, available_presets, resolve_preset
 from blossom_app.errors import ConfigError
-from blossom_app.flwr_runner import run_app
-from blossom_app.presets import app_defaults, available_presets, resolve_preset
 from blossom_app.reporting.csv_files import read_rows
+from blossom_app.tools.flwr_runner import run_app
 
 APP = Path(__file__).parents[1]
 EXAMPLE = APP / "examples" / "toy_plugin"

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from results_helpers import assert_readable_png, make_experiment
 
-from blossom_app.flwr_runner import run_app
 from blossom_app.reporting.averaging import average_experiment, mean_std, weighted_means
 from blossom_app.reporting.csv_files import number, read_rows
 from blossom_app.reporting.layout import find_experiments, is_complete
 from blossom_app.reporting.output import complete_experiment
 from blossom_app.reporting.plots import plot_run
+from blossom_app.tools.flwr_runner import run_app
 
 APP = Path(__file__).parents[1]
 

@@ -23,8 +23,8 @@ from rounds import (
     train_round,
 )
 
-from blossom_app.aggregation import aggregate_by_key
-from blossom_app.server_optimizers import ServerOptimizer
+from blossom_app.server.aggregation import aggregate_by_key
+from blossom_app.server.server_optimizers import ServerOptimizer
 
 SHAPES = {"encoders.acc.w": (4, 3), "fusion.b": (5,), "head.w": (2, 2)}
 WEIGHTS = (10, 20, 30)

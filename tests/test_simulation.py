@@ -8,9 +8,9 @@ from pathlib import Path
 import onnxruntime
 import pytest
 
-from blossom_app.blocks import POLICIES
-from blossom_app.flwr_runner import run_app
+from blossom_app.common.blocks import POLICIES
 from blossom_app.reporting.csv_files import read_rows
+from blossom_app.tools.flwr_runner import run_app
 
 APP = Path(__file__).parents[1]
 TINY = {

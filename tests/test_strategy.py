@@ -27,11 +27,11 @@ from rounds import (
     strategy,
 )
 
-from blossom_app.blocks import make_policy
-from blossom_app.fleet import Fleet
-from blossom_app.modality_mix import parse_mix
-from blossom_app.model import parameter_keys
-from blossom_app.strategy import BlockwiseStrategy
+from blossom_app.common.blocks import make_policy
+from blossom_app.common.modality_mix import parse_mix
+from blossom_app.common.model import parameter_keys
+from blossom_app.server.fleet import Fleet
+from blossom_app.server.strategy import BlockwiseStrategy
 
 ACC, GYRO, BOTH = NODES
 
@@ -259,9 +259,9 @@ def test_evaluate_reply_missing_a_metric_is_rejected_not_fatal(drop):
 def test_a_fleet_that_does_not_match_the_mix_is_refused_with_the_fix():
     from rounds import WATCH, profiles
 
+    from blossom_app.common.modality_mix import parse_mix
     from blossom_app.errors import ConfigError
-    from blossom_app.fleet import check_fleet
-    from blossom_app.modality_mix import parse_mix
+    from blossom_app.server.fleet import check_fleet
 
     check_fleet(profiles(), parse_mix("1-1-1", WATCH))
     with pytest.raises(ConfigError) as error:

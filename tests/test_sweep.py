@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 from results_helpers import assert_readable_png, make_experiment
 
-from blossom_app.cli import main
 from blossom_app.errors import ConfigError
 from blossom_app.reporting.csv_files import read_rows
 from blossom_app.reporting.layout import find_experiments
 from blossom_app.reporting.output import complete_experiment
-from blossom_app.sweep import SweepGrid, run_sweep
+from blossom_app.tools.cli import main
+from blossom_app.tools.sweep import SweepGrid, run_sweep
 
 APP = Path(__file__).parents[1]
 TINY = {"num-server-rounds": 2, "local-epochs": 1, "num-runs": 1, "batch-size": 32}

@@ -26,9 +26,9 @@ from rounds import (
     train_round,
 )
 
-from blossom_app.export_round import export_models
-from blossom_app.protocol import EVALUATION
-from blossom_app.transport import encode
+from blossom_app.common.protocol import EVALUATION
+from blossom_app.common.transport import encode
+from blossom_app.server.export_round import export_models
 
 CONFIG = ConfigRecord({"run-index": 0})
 

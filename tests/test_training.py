@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from blossom_app.metrics import macro_f1
-from blossom_app.training import cosine_lr, local_seed
+from blossom_app.common.metrics import macro_f1
+from blossom_app.common.training import cosine_lr, local_seed
 
 
 def test_macro_f1_by_hand():
@@ -40,8 +40,8 @@ def test_fedprox_pulls_only_the_shared_blocks():
     from flwr.app import ArrayRecord, Context, RecordDict
     from rounds import RUN_CONFIG
 
-    from blossom_app.local_client import LocalClient
-    from blossom_app.training import proximal_term
+    from blossom_app.client.local_client import LocalClient
+    from blossom_app.common.training import proximal_term
 
     config = {**RUN_CONFIG, "aggregation": "private-head", "proximal-mu": 10.0}
     node = {"partition-id": 2, "num-partitions": 3}
@@ -77,9 +77,9 @@ def test_gradient_clipping_bounds_each_step_and_both_optimizers_train(optimizer)
     import torch
 
     from blossom_app.benchmarks import get_task
+    from blossom_app.common.model import build_model
+    from blossom_app.common.training import train
     from blossom_app.data import Split
-    from blossom_app.model import build_model
-    from blossom_app.training import train
 
     task = get_task("watch")
     rng = np.random.default_rng(0)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError
-from .task import ModalitySpec
+from blossom_app.benchmarks.task import ModalitySpec
+from blossom_app.errors import DataError
 
 #: Power below this (relative to 1) is clipped before taking decibels.
 POWER_FLOOR = 1e-10

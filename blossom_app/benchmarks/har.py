@@ -8,7 +8,7 @@ watch, UCI-HAR and KU-HAR, and (with a 64-unit GRU) PTB-XL's lead groups.
 import torch
 from torch import nn
 
-from .task import ModalitySpec
+from blossom_app.benchmarks.task import ModalitySpec
 
 
 class HAREncoder(nn.Module):

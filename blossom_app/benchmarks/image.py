@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from ..errors import DataError
-from .task import ModalitySpec
+from blossom_app.benchmarks.task import ModalitySpec
+from blossom_app.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import inspect
 from functools import cache
 from importlib.metadata import entry_points
 
-from ..errors import ConfigError
-from .task import Task
+from blossom_app.benchmarks.task import Task
+from blossom_app.errors import ConfigError
 
 ENTRY_POINT_GROUP = "blossom.benchmarks"
 #: The datasets that ship with the app (a name -> its reference).

@@ -4,11 +4,16 @@ features and encoders (the paper uses the same network for both)."""
 from dataclasses import replace
 from functools import partial
 
-from ..presets import APP_DIR
-from .audio import LogMel
-from .har import har_encoder
-from .task import EncoderByModality, ModalitySpec, Task
-from .text import HashedTokens, MobileBertEmbeddings, sequence_encoder, token_encoder
+from blossom_app import APP_DIR
+from blossom_app.benchmarks.audio import LogMel
+from blossom_app.benchmarks.har import har_encoder
+from blossom_app.benchmarks.task import EncoderByModality, ModalitySpec, Task
+from blossom_app.benchmarks.text import (
+    HashedTokens,
+    MobileBertEmbeddings,
+    sequence_encoder,
+    token_encoder,
+)
 
 #: Utterances are cut or padded to 10 s: 1000 frames of 10 ms, as the reference.
 LOG_MEL = LogMel(n_mels=80, frames=1000, seconds=10.0)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError
-from .task import ModalitySpec
+from blossom_app.benchmarks.task import ModalitySpec
+from blossom_app.errors import DataError
 
 WORD = re.compile(r"[a-z0-9']+")
 MOBILEBERT = "google/mobilebert-uncased"

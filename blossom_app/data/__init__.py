@@ -7,9 +7,9 @@ first use, so a client reading its cached arrays never loads those packages.
 
 import importlib
 
-from .cache import cache_dir
-from .client_data import load_client_data
-from .examples import ClientData, Split
+from blossom_app.data.cache import cache_dir
+from blossom_app.data.client_data import load_client_data
+from blossom_app.data.examples import ClientData, Split
 
 PARTITIONERS = ("iid", "dirichlet", "natural")
 

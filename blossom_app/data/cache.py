@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..benchmarks.task import Task
-from .examples import ClientData, Split
+from blossom_app.benchmarks.task import Task
+from blossom_app.data.examples import ClientData, Split
 
 _CODE = sorted(Path(__file__).parent.glob("*.py"))
 

@@ -1,13 +1,13 @@
 """One client's train and test arrays, from the cache when they are there."""
 
-from ..benchmarks.task import Task
-from .cache import (
+from blossom_app.benchmarks.task import Task
+from blossom_app.data.cache import (
     client_data_path,
     read_client_data,
     source_identity,
     write_client_data,
 )
-from .examples import ClientData
+from blossom_app.data.examples import ClientData
 
 
 def load_client_data(
@@ -45,7 +45,7 @@ def load_client_data(
     data = None if path is None else read_client_data(path)
     if data is None:
         # HF datasets and flwr-datasets: imported only when computing
-        from .partitioned import partition_client_data
+        from blossom_app.data.partitioned import partition_client_data
 
         data = partition_client_data(task, source=source, **settings)
         if path is not None:

@@ -3,8 +3,8 @@
 import datasets
 import numpy as np
 
-from ..benchmarks.task import ModalitySpec
-from ..errors import DataError
+from blossom_app.benchmarks.task import ModalitySpec
+from blossom_app.errors import DataError
 
 
 def numpy_columns(

@@ -14,10 +14,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..benchmarks.task import Task
-from ..errors import DataError
-from .cache import cache_dir, source_identity
-from .columns import features_of, numpy_columns
+from blossom_app.benchmarks.task import Task
+from blossom_app.data.cache import cache_dir, source_identity
+from blossom_app.data.columns import features_of, numpy_columns
+from blossom_app.errors import DataError
 
 # Client logs are read by people: no per-call progress bars from `datasets`.
 datasets.disable_progress_bars()

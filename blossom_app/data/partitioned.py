@@ -6,14 +6,13 @@ import datasets
 import numpy as np
 from flwr_datasets.partitioner import Partitioner
 
-from ..benchmarks.task import Task
-from ..errors import DataError
-from .cache import source_identity
-from .columns import modality_array, numpy_columns
-from .examples import ClientData, Split
-from .loading import load_task_dataset, require_columns
-from .partitioning import assign_dataset, make_partitioner
-from .splits import (
+from blossom_app.benchmarks.task import Task
+from blossom_app.data.cache import source_identity
+from blossom_app.data.columns import modality_array, numpy_columns
+from blossom_app.data.examples import ClientData, Split
+from blossom_app.data.loading import load_task_dataset, require_columns
+from blossom_app.data.partitioning import assign_dataset, make_partitioner
+from blossom_app.data.splits import (
     HOLDOUT_COLUMN,
     SPLIT_COLUMN,
     TRAIN,
@@ -21,6 +20,7 @@ from .splits import (
     hold_out_validation,
     split_dataset,
 )
+from blossom_app.errors import DataError
 
 # Per-process cache of split, shuffled, partitioned datasets, keyed by the
 # arguments that shape them (the task with its column names).

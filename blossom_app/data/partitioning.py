@@ -8,7 +8,7 @@ from flwr_datasets.partitioner import (
     Partitioner,
 )
 
-from ..errors import ConfigError
+from blossom_app.errors import ConfigError
 
 # Smallest partition DirichletPartitioner accepts before resampling: low enough
 # for a few thousand examples over 10 clients at alpha 0.1 (larger values make it

@@ -11,7 +11,7 @@ chooses its blocks on windows that share no samples with those it trained on.
 import datasets
 import numpy as np
 
-from .columns import numpy_columns
+from blossom_app.data.columns import numpy_columns
 
 SPLIT_COLUMN = "is_test"
 HOLDOUT_COLUMN = "holdout"

@@ -12,9 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ..metrics import CLIENT_METRICS, weighted_mean
-from .csv_files import number, read_rows
-from .layout import AGGREGATED, CLIENTS, run_dirs
+from blossom_app.common.metrics import CLIENT_METRICS, weighted_mean
+from blossom_app.reporting.csv_files import number, read_rows
+from blossom_app.reporting.layout import AGGREGATED, CLIENTS, run_dirs
 
 Row = Mapping[str, object]
 

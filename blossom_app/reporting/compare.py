@@ -14,11 +14,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..blocks import CENTRALIZED
-from ..metrics import CLIENT_METRICS
-from .comparison_plots import Bar, comparison_bars, comparison_curves
-from .csv_files import number, read_rows, write_rows
-from .layout import (
+from blossom_app.common.blocks import CENTRALIZED
+from blossom_app.common.metrics import CLIENT_METRICS
+from blossom_app.reporting.comparison_plots import (
+    Bar,
+    comparison_bars,
+    comparison_curves,
+)
+from blossom_app.reporting.csv_files import number, read_rows, write_rows
+from blossom_app.reporting.layout import (
     AGGREGATED,
     COMMUNICATION,
     COMPARISON,
@@ -27,8 +31,8 @@ from .layout import (
     labels,
     run_dirs,
 )
-from .plots import modality_colors, policy_colors, series
-from .variants import variants
+from blossom_app.reporting.plots import modality_colors, policy_colors, series
+from blossom_app.reporting.variants import variants
 
 BASELINE = "full-model"
 #: Training alone: the row every federated policy must beat.

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .plots import Series, draw_series
+from blossom_app.reporting.plots import Series, draw_series
 
 
 @dataclass(frozen=True)

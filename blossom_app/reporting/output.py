@@ -15,14 +15,13 @@ from pathlib import Path
 
 from flwr.supercore import log
 
-from .. import metrics
-from ..config import ExperimentConfig, toml_value
-from ..metrics import column
-from ..protocol import OWN_BLOCKS
-from ..run_record import RunRecord
-from .averaging import average_experiment
-from .csv_files import read_rows, write_rows
-from .layout import (
+from blossom_app.common import metrics
+from blossom_app.common.config import ExperimentConfig, toml_value
+from blossom_app.common.metrics import column
+from blossom_app.common.protocol import OWN_BLOCKS
+from blossom_app.reporting.averaging import average_experiment
+from blossom_app.reporting.csv_files import read_rows, write_rows
+from blossom_app.reporting.layout import (
     AGGREGATED,
     CLIENTS,
     COMMUNICATION,
@@ -38,8 +37,9 @@ from .layout import (
     results_root,
     run_dirs,
 )
-from .plots import plot_experiment, plot_run
-from .summary import final_table, models_lines
+from blossom_app.reporting.plots import plot_experiment, plot_run
+from blossom_app.reporting.run_record import RunRecord
+from blossom_app.reporting.summary import final_table, models_lines
 
 #: Columns of client_metrics.csv, in order.
 CLIENT_COLUMNS = (

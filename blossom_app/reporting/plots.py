@@ -17,9 +17,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..metrics import CLIENT_METRICS, column
-from ..protocol import OWN_BLOCKS
-from .csv_files import number
+from blossom_app.common.metrics import CLIENT_METRICS, column
+from blossom_app.common.protocol import OWN_BLOCKS
+from blossom_app.reporting.csv_files import number
 
 Row = Mapping[str, object]
 OWN_COLUMN = column(OWN_BLOCKS)

@@ -4,9 +4,16 @@ and where each run's exported models are."""
 
 from pathlib import Path
 
-from ..protocol import STATUS, WRITTEN
-from .csv_files import read_rows
-from .layout import AGGREGATED, MODALITIES, MODELS, describe, labels, run_dirs
+from blossom_app.common.protocol import STATUS, WRITTEN
+from blossom_app.reporting.csv_files import read_rows
+from blossom_app.reporting.layout import (
+    AGGREGATED,
+    MODALITIES,
+    MODELS,
+    describe,
+    labels,
+    run_dirs,
+)
 
 
 def _cell(row: dict[str, str], column: str) -> str:

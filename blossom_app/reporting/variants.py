@@ -6,9 +6,9 @@ differ."""
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..presets import PRESET, Scalar, app_defaults, resolve_preset
-from .layout import read_config
+from blossom_app.common.presets import PRESET, Scalar, app_defaults, resolve_preset
+from blossom_app.errors import ConfigError
+from blossom_app.reporting.layout import read_config
 
 #: Run-config keys that never separate rows: the cell's own (its directory
 #: and policy), the seed and number of runs (a row's runs differ in them by

@@ -12,9 +12,9 @@ spectrogram encoder (to 256), attention fusion to 128, head 128-256-128-10;
 the paper reports accuracy.
 """
 
-from ..audio import LogMel, spectrogram_encoder
-from ..image import ImagePixels, image_encoder
-from ..task import EncoderByModality, ModalitySpec, Task
+from blossom_app.benchmarks.audio import LogMel, spectrogram_encoder
+from blossom_app.benchmarks.image import ImagePixels, image_encoder
+from blossom_app.benchmarks.task import EncoderByModality, ModalitySpec, Task
 
 PIXELS = ImagePixels(1, 28, 28, mean=(0.1307,), std=(0.3081,))
 LOG_MEL = LogMel(

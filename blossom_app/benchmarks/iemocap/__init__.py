@@ -11,7 +11,7 @@ Features and model as ``meld`` (``speech.py``); ``iemocap-mobilebert`` takes
 MobileBERT states. The paper reports accuracy.
 """
 
-from ..speech import speech_task, with_mobilebert
+from blossom_app.benchmarks.speech import speech_task, with_mobilebert
 
 IEMOCAP = speech_task(
     name="iemocap",

@@ -8,8 +8,8 @@ either way. Sources: ``benchmarks/SOURCES.md``. Model: as UCI-HAR's, head
 256-64-8; the paper reports macro-F1.
 """
 
-from ..har import har_encoder
-from ..task import ModalitySpec, Task
+from blossom_app.benchmarks.har import har_encoder
+from blossom_app.benchmarks.task import ModalitySpec, Task
 
 KUHAR = Task(
     name="kuhar",

@@ -11,7 +11,7 @@ GRU) on audio, an embedding + GRU on text, attention fusion to 128, head
 128-64-4; the paper reports accuracy.
 """
 
-from ..speech import speech_task, with_mobilebert
+from blossom_app.benchmarks.speech import speech_task, with_mobilebert
 
 CLASSES = ("anger", "joy", "neutral", "sadness")
 

@@ -11,8 +11,8 @@ macro-F1.
 
 from functools import partial
 
-from ..har import har_encoder
-from ..task import ModalitySpec, Task
+from blossom_app.benchmarks.har import har_encoder
+from blossom_app.benchmarks.task import ModalitySpec, Task
 
 PTBXL = Task(
     name="ptbxl",

@@ -9,8 +9,8 @@ column). Model: the paper's HAR encoder per modality, attention fusion to 256,
 head 256-64-6; the paper reports macro-F1.
 """
 
-from ..har import har_encoder
-from ..task import ModalitySpec, Task
+from blossom_app.benchmarks.har import har_encoder
+from blossom_app.benchmarks.task import ModalitySpec, Task
 
 UCIHAR = Task(
     name="ucihar",

@@ -4,9 +4,13 @@
 (BSD-3; Burns et al. 2018, arXiv:1802.01489). Windows of 128 samples, step 64.
 """
 
-from ..har import har_encoder
-from ..task import ModalitySpec, Task
-from .embedded import CLASS_NAMES, WINDOW, build_watch_dataset
+from blossom_app.benchmarks.har import har_encoder
+from blossom_app.benchmarks.task import ModalitySpec, Task
+from blossom_app.benchmarks.watch.embedded import (
+    CLASS_NAMES,
+    WINDOW,
+    build_watch_dataset,
+)
 
 WATCH = Task(
     name="watch",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import DataError
+from blossom_app.errors import DataError
 
 WINDOW = 128
 STEP = 64

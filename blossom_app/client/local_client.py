@@ -1,0 +1,239 @@
+"""One client as its handlers see it: config, data, device, personalized model.
+
+The parsed config and the client's data depend only on the run config and the
+node config, so they are derived once per process and reused by every message
+(a simulation process serves many virtual nodes and rounds). What changes from
+message to message, the private blocks, lives in the ``Context``.
+"""
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+
+from blossom_app import __version__
+from blossom_app.client.client_state import PrivateState, load_private, save_private
+from blossom_app.client.personalization import choose_blocks, describe_own
+from blossom_app.common.blocks import block_of, format_modalities, guard_outgoing
+from blossom_app.common.config import ExperimentConfig, NodeConfig, Scalar
+from blossom_app.common.model import MultimodalModel, build_model
+from blossom_app.common.profile import NodeProfile
+from blossom_app.common.protocol import OWN_BLOCKS
+from blossom_app.common.training import (
+    Evaluation,
+    cosine_lr,
+    evaluate,
+    example_losses,
+    local_seed,
+    train,
+)
+from blossom_app.common.transport import encode
+from blossom_app.data import ClientData, load_client_data
+
+ConfigItems = tuple[tuple[str, Scalar], ...]
+
+
+@dataclass(frozen=True)
+class ClientSetup:
+    """What a node's run config and node config determine."""
+
+    experiment: ExperimentConfig
+    node: NodeConfig
+    modalities: tuple[str, ...]
+    data: ClientData
+
+
+@lru_cache(maxsize=128)
+def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
+    experiment = ExperimentConfig.from_run_config(dict(run_config))
+    node = NodeConfig.from_node_config(dict(node_config), experiment.task)
+    modalities = node.client_modalities(experiment.mix)
+    data = load_client_data(
+        experiment.task,
+        source=node.data_path or experiment.data_source,
+        # a device's own data (data-path) is not split with other clients
+        partitioner="iid" if node.data_path else experiment.partitioner,
+        partition_id=0 if node.data_path else node.partition_id,
+        num_partitions=1 if node.data_path else node.num_partitions,
+        modalities=modalities,
+        alpha=experiment.dirichlet_alpha,
+        seed=experiment.seed,
+        test_fraction=experiment.test_fraction,
+        # adaptive personalization chooses its blocks on held-out train windows
+        validation_fraction=experiment.validation_fraction * experiment.adaptive,
+    )
+    return ClientSetup(experiment, node, modalities, data)
+
+
+@dataclass(frozen=True)
+class LocalClient:
+    """A client's setup and its ``Context`` (whose state holds private blocks)."""
+
+    setup: ClientSetup
+    context: Context
+
+    @classmethod
+    def from_context(cls, context: Context) -> "LocalClient":
+        setup = _setup(
+            tuple(sorted(context.run_config.items())),
+            tuple(sorted(context.node_config.items())),
+        )
+        if setup.node.num_threads:
+            torch.set_num_threads(setup.node.num_threads)
+        return cls(setup, context)
+
+    @property
+    def experiment(self) -> ExperimentConfig:
+        return self.setup.experiment
+
+    @property
+    def data(self) -> ClientData:
+        return self.setup.data
+
+    @property
+    def device(self) -> torch.device:
+        return self.setup.node.device
+
+    @property
+    def state_dir(self) -> Path | None:
+        """Where this client's private blocks are also kept on disk, one folder
+        per partition and modality set, so nodes may share a ``state-dir``."""
+        if self.setup.node.state_dir is None:
+            return None
+        return self.setup.node.state_dir / self.folder_name
+
+    @property
+    def folder_name(self) -> str:
+        """``partition-<id>-<modality set>``: this client's folder name."""
+        modalities = format_modalities(self.setup.modalities)
+        return f"partition-{self.setup.node.partition_id}-{modalities}"
+
+    def profile(self) -> NodeProfile:
+        """What this node tells the server about itself."""
+        if self.device.type == "cpu":
+            device = f"cpu, {torch.get_num_threads()} thread(s)"
+        else:
+            device = str(self.device)
+        return NodeProfile(
+            node_id=self.context.node_id,
+            modalities=self.setup.modalities,
+            partition_id=self.setup.node.partition_id,
+            train_examples=len(self.data.train),
+            test_examples=len(self.data.test),
+            device=device,
+            version=__version__,
+        )
+
+    def personalized_model(
+        self, run_index: int, shared: ArrayRecord
+    ) -> MultimodalModel:
+        """The global shared blocks this client holds + its own private blocks
+        (its input normalization among them). Under adaptive personalization,
+        also its own version of each shared block for which that does better
+        on its validation split (``personalization.py``). ``own_blocks`` of the
+        model says which blocks are the client's own."""
+        exp = self.experiment
+        model = build_model(
+            exp.task, self.setup.modalities, exp.fusion, exp.run_seed(run_index)
+        )
+        private = load_private(self.context, run_index, self.state_dir)
+        if exp.normalize_inputs:  # kept statistics (below) are the same or win
+            model.fit_normalization(self.data.train)
+        state = model.state_dict()
+        own = {} if private is None else private.arrays.to_torch_state_dict()
+        state.update(own)
+        state.update(shared.to_torch_state_dict())
+        model.load_state_dict(state, strict=True)
+        model.own_blocks = frozenset(
+            block_of(k) for k in exp.policy.private_keys(state)
+        )
+        if exp.adaptive and own:
+            candidates = sorted({block_of(key) for key in shared})
+            model.own_blocks |= choose_blocks(
+                model, own, candidates, self._validation_losses
+            )
+        return model
+
+    def _validation_losses(self, model: MultimodalModel) -> np.ndarray:
+        return example_losses(model, self.data.validation, device=self.device)
+
+    def train(
+        self,
+        model: MultimodalModel,
+        run_index: int,
+        server_round: int,
+        received: ArrayRecord,
+    ) -> float:
+        """One round of local training of ``model``; the mean training loss.
+        FedProx (``proximal-mu``) pulls towards ``received``, the shared blocks
+        as the server sent them (not the client's own, under adaptive
+        personalization)."""
+        exp = self.experiment
+        validation = self.data.validation
+        # a client holding out a validation split makes as many steps per
+        # round as it would on all its windows: the same compute
+        windows = len(self.data.train) + (len(validation) if validation else 0)
+        return train(
+            model,
+            self.data.train,
+            epochs=exp.local_epochs,
+            batch_size=exp.batch_size,
+            learning_rate=cosine_lr(
+                exp.learning_rate, server_round, exp.num_server_rounds
+            ),
+            momentum=exp.momentum,
+            weight_decay=exp.weight_decay,
+            device=self.device,
+            seed=local_seed(
+                exp.run_seed(run_index), self.setup.node.partition_id, server_round
+            ),
+            proximal_mu=exp.proximal_mu,
+            anchor=received.to_torch_state_dict() if exp.proximal_mu > 0 else None,
+            optimizer=exp.client_optimizer,
+            max_grad_norm=exp.max_grad_norm,
+            epoch_steps=math.ceil(windows / exp.batch_size),
+        )
+
+    def evaluate(self, model: MultimodalModel) -> Evaluation:
+        """``model`` on this client's test split."""
+        return evaluate(
+            model,
+            self.data.test,
+            num_classes=self.experiment.task.num_classes,
+            device=self.device,
+        )
+
+    def evaluation_records(
+        self, model: MultimodalModel
+    ) -> tuple[MetricRecord, ConfigRecord]:
+        """An evaluation as replies carry it: the metrics of ``model`` on the
+        test split, and which of its blocks are the client's own."""
+        own = ConfigRecord({OWN_BLOCKS: describe_own(model.own_blocks)})
+        return self.evaluate(model).to_metrics(), own
+
+    def keep_private(self, run_index: int, model: MultimodalModel) -> None:
+        """Keep the private blocks of the model this client just trained (all
+        of its blocks under adaptive personalization: its own versions)."""
+        state = model.state_dict()
+        exp = self.experiment
+        kept = list(state) if exp.adaptive else exp.policy.private_keys(state)
+        record = ArrayRecord({k: state[k] for k in kept})
+        before = load_private(self.context, run_index, self.state_dir)
+        rounds = 1 + (before.rounds if before else 0)
+        save_private(
+            self.context, run_index, PrivateState(record, rounds), self.state_dir
+        )
+
+    def shared_update(self, state: Mapping[str, torch.Tensor]) -> ArrayRecord:
+        """The shared blocks of a model's ``state`` as they travel, checked to
+        carry no private key."""
+        shared = self.experiment.policy.shared_keys(state)
+        return guard_outgoing(
+            encode({k: state[k] for k in shared}, self.experiment.transport),
+            self.experiment.policy,
+        )

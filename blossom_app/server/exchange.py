@@ -1,0 +1,143 @@
+"""The block-wise exchange with nodes: send each node its shared blocks, screen
+what comes back.
+
+Used by the strategy's hooks (train, evaluate) and after a run (export). Every
+message carries only the shared parameters the node's model has; every phase
+remembers what it sent, so replies are screened against it and a node that
+does not answer is recorded, with the phase's round-trip time.
+"""
+
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from blossom_app.common.blocks import Policy
+from blossom_app.common.transport import encode
+from blossom_app.reporting.run_record import RunRecord
+from blossom_app.server.fleet import Fleet
+from blossom_app.server.replies import Accepted, screen
+
+
+def phase_of(message_type: str) -> str:
+    """The phase a message type is recorded under: ``train``, ``evaluate``,
+    ``export`` (for ``query.export``)."""
+    return message_type.rpartition(".")[2]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """What one phase of one round sent: the keys per node, and when."""
+
+    server_round: int
+    sent: dict[int, set[str]]
+    started: float
+    messages: list[Message]
+
+
+class Exchange:
+    """Messages to and replies from the nodes of ``fleet``, recorded in ``record``.
+
+    ``held_keys`` maps a modality set to the parameter keys of a client model
+    with those modalities; ``policy`` says which of them are shared;
+    ``transport`` how they travel (``transport.py``).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        held_keys: Callable[[tuple[str, ...]], Collection[str]],
+        fleet: Fleet,
+        record: RunRecord,
+        transport: str = "fp32",
+    ) -> None:
+        self.policy = policy
+        self._held_keys = held_keys
+        self.fleet = fleet
+        self.record = record
+        self.transport = transport
+        self._dispatched: dict[str, Dispatch] = {}
+
+    def present(self, server_round: int, phase: str, grid: Grid) -> list[int]:
+        """The profiled nodes connected now (new ones profiled first); each gone
+        one is recorded as missing from ``phase`` of ``server_round``."""
+        nodes, gone = self.fleet.present(grid)
+        for node_id in gone:
+            self.record.reject(server_round, phase, node_id, "not connected")
+        return nodes
+
+    def shared_for(self, node_id: int, arrays: ArrayRecord) -> ArrayRecord:
+        """The shared parameters of ``arrays`` that ``node_id``'s model has."""
+        held = self._held_keys(self.record.profiles[node_id].modalities)
+        keys = [k for k in self.policy.shared_keys(arrays.keys()) if k in held]
+        return ArrayRecord({key: arrays[key] for key in keys})
+
+    def send(
+        self,
+        message_type: str,
+        server_round: int,
+        arrays: ArrayRecord,
+        config: ConfigRecord,
+        node_ids: Iterable[int],
+        transport: str | None = None,
+    ) -> list[Message]:
+        """One message per node with only the shared blocks it holds, as they
+        travel under ``transport`` (default: the exchange's)."""
+        phase = phase_of(message_type)
+        config["server-round"] = server_round
+        wire = encode(arrays, transport or self.transport)
+        messages, sent = [], {}
+        for node_id in node_ids:
+            record = self.shared_for(node_id, wire)
+            sent[node_id] = set(record.keys())
+            self.record.traffic(server_round, node_id, phase, "down", record)
+            content = RecordDict({"arrays": record, "config": config})
+            message = Message(content, dst_node_id=node_id, message_type=message_type)
+            messages.append(message)
+        self._dispatched[phase] = Dispatch(
+            server_round, sent, time.perf_counter(), messages
+        )
+        return messages
+
+    def receive(
+        self,
+        message_type: str,
+        server_round: int,
+        replies: Iterable[Message],
+        weight_key: str | None,
+        required: Collection[str],
+    ) -> tuple[dict[int, set[str]], list[Accepted]]:
+        """What ``phase`` sent in ``server_round`` (``{}`` if nothing) and the
+        usable replies, in partition order. Records the round trip's seconds
+        and every rejection, including each node that did not answer."""
+        phase = phase_of(message_type)
+        dispatch = self._dispatched.get(phase)
+        if dispatch is None or dispatch.server_round != server_round:
+            return {}, []
+        elapsed = time.perf_counter() - dispatch.started
+        self.record.timing[server_round][phase] = elapsed
+        # the node a reply answers for is the destination of the message it
+        # replies to (ids exist once the Grid pushed them): an error the
+        # SuperLink makes up for an unavailable node comes from the SuperLink
+        destination = {
+            m.metadata.message_id: m.metadata.dst_node_id
+            for m in dispatch.messages
+            if m.metadata.message_id
+        }
+
+        def node_of(reply: Message) -> int:
+            answered = reply.metadata.reply_to_message_id
+            return destination.get(answered, reply.metadata.src_node_id)
+
+        accepted, rejected = screen(
+            replies, dispatch.sent, weight_key, required, node_of
+        )
+        for node_id, reason in rejected:
+            self.record.reject(server_round, phase, node_id, reason)
+        # in partition order, not arrival order: sums (and so runs) repeat exactly
+        accepted.sort(
+            key=lambda answer: self.record.profiles[answer.node_id].partition_id
+        )
+        return dispatch.sent, accepted

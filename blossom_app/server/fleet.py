@@ -1,0 +1,146 @@
+"""The fleet: what each node says about itself, finding the nodes, checking them,
+and following them as they come and go.
+
+A node answers the ``query.profile`` message with a ``NodeProfile``
+(``common.profile``, the record both sides read).
+"""
+
+import time
+from collections import Counter
+from logging import INFO, WARNING
+
+from flwr.app import Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore import log
+
+from blossom_app.common.modality_mix import ModalityMix
+from blossom_app.common.profile import NodeProfile, describe
+from blossom_app.common.protocol import PROFILE
+from blossom_app.errors import ConfigError
+
+
+class DiscoveryError(RuntimeError):
+    """Nodes could not be profiled; the message says which and why."""
+
+
+def _ask(
+    grid: Grid, node_ids: list[int], timeout: float
+) -> tuple[list[NodeProfile], list[str]]:
+    """Profiles of the nodes that answered, and why each other one did not."""
+    queries = [
+        Message(RecordDict(), dst_node_id=node_id, message_type=PROFILE)
+        for node_id in node_ids
+    ]
+    replies = list(grid.send_and_receive(queries, timeout=timeout))
+    failures = [
+        f"node {reply.metadata.src_node_id}: {reply.error.reason}"
+        for reply in replies
+        if reply.has_error()
+    ]
+    missing = sorted(set(node_ids) - {r.metadata.src_node_id for r in replies})
+    failures += [f"node {node_id}: no reply in {timeout} s" for node_id in missing]
+    profiles = [NodeProfile.from_reply(r) for r in replies if not r.has_error()]
+    return profiles, failures
+
+
+def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfile]:
+    profiles, failures = _ask(grid, node_ids, timeout)
+    if failures:
+        raise DiscoveryError("Profiling failed on " + "; ".join(failures))
+    return profiles
+
+
+def discover_nodes(
+    grid: Grid, min_nodes: int, timeout: float
+) -> dict[int, NodeProfile]:
+    """Profile nodes as they connect until ``min_nodes`` are known.
+
+    Each node is asked once, as soon as it is connected, so a misconfigured
+    node (a node-config modality the dataset lacks, a mix that does not match
+    the federation) stops the run at once with its own error message.
+    """
+    deadline = time.monotonic() + timeout
+    profiles: dict[int, NodeProfile] = {}
+    while True:
+        new = sorted(set(grid.get_node_ids()) - set(profiles))
+        if new:
+            profiles.update((p.node_id, p) for p in _profile(grid, new, timeout))
+        if len(profiles) >= min_nodes:
+            return profiles
+        if time.monotonic() > deadline:
+            raise DiscoveryError(
+                f"Only {len(profiles)} of {min_nodes} nodes connected within "
+                f"{timeout:.0f} s. Start more SuperNodes or change modality-mix."
+            )
+        log(INFO, "Waiting for nodes: %d of %d connected", len(profiles), min_nodes)
+        time.sleep(1.0)
+
+
+def check_fleet(profiles: dict[int, NodeProfile], mix: ModalityMix) -> None:
+    """Fail unless the nodes hold the modality sets ``mix`` counts.
+
+    In simulation the mix assigns the sets, so they always match; deployed
+    nodes declare theirs in node config, and results filed under a mix the
+    fleet does not have would mislead.
+    """
+    fleet = Counter(profile.modalities for profile in profiles.values())
+    wanted = Counter(dict(mix.groups))
+    if fleet != wanted:
+        have = ",".join(f"{'+'.join(m)}={n}" for m, n in sorted(fleet.items()))
+        raise ConfigError(
+            "modality-mix",
+            mix.text,
+            f"the modality sets the nodes declare: '{have}'",
+            f"Run with --run-config \"modality-mix='{have}'\".",
+        )
+
+
+class Fleet:
+    """The nodes of a federation as rounds go by.
+
+    Starts from the discovered ``profiles`` (checked against ``mix``). Each
+    round, ``present`` looks up the connected nodes: a node that connected
+    since (a new device, or a restarted one, which gets a new node id unless
+    nodes authenticate) is profiled and joins when its modality set is one
+    the mix has; a profiled node that is gone is reported, so the round
+    records it as missing instead of waiting for it.
+    """
+
+    def __init__(
+        self, profiles: dict[int, NodeProfile], mix: ModalityMix, timeout: float
+    ) -> None:
+        self.profiles = profiles
+        self._sets = {modalities for modalities, _ in mix.groups}
+        self._timeout = timeout
+        self._refused: set[int] = set()
+
+    def present(self, grid: Grid) -> tuple[list[int], list[int]]:
+        """``(connected, gone)``: profiled node ids connected now, and not."""
+        connected = set(grid.get_node_ids())
+        new = sorted(connected - set(self.profiles) - self._refused)
+        if new:
+            self._admit(grid, new)
+        known = set(self.profiles)
+        return sorted(known & connected), sorted(known - connected)
+
+    def _admit(self, grid: Grid, node_ids: list[int]) -> None:
+        profiles, failures = _ask(grid, node_ids, self._timeout)
+        for failure in failures:
+            log(
+                WARNING,
+                "A new node could not be profiled (next round: again): %s",
+                failure,
+            )
+        for profile in profiles:
+            if profile.modalities in self._sets:
+                self.profiles[profile.node_id] = profile
+                log(INFO, "Node joined: %s", describe([profile])[0])
+            else:
+                self._refused.add(profile.node_id)
+                log(
+                    WARNING,
+                    "Node %d holds %s, a modality set the modality-mix does not "
+                    "have: left out of this run",
+                    profile.node_id,
+                    profile.label,
+                )

@@ -1,0 +1,242 @@
+"""BlockwiseStrategy: a Flower strategy aggregating a model block by block.
+
+Built on ``flwr.serverapp.strategy.FedAvg`` by overriding its hooks; the round
+loop is Flower's ``Strategy.start``. Each node is sent only the shared blocks it
+holds, and every parameter is averaged over exactly the nodes that returned it.
+What happened is appended to a ``RunRecord`` (``self.record``).
+
+The blocks a round's aggregation produces are the blocks the next round trains
+from, so a node that trains next round evaluates them when they arrive, before
+training (``protocol.EVALUATE_FIRST``): round ``t``'s evaluation comes back with
+round ``t+1``'s training replies, and ``evaluate`` messages (a second download
+of the same blocks) go only to nodes that will not train next round and, after
+the last round, to every node.
+"""
+
+import math
+import random
+import time
+from collections.abc import Callable, Collection, Iterable
+from logging import INFO
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType
+from flwr.app import MetricRecord as Metrics
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg
+from flwr.supercore import log
+
+from blossom_app.common import metrics as m
+from blossom_app.common.blocks import Policy
+from blossom_app.common.profile import describe
+from blossom_app.common.protocol import EVALUATE_FIRST, EVALUATION, PERSONALIZATION
+from blossom_app.common.transport import wire_dtype
+from blossom_app.reporting.run_record import RunRecord
+from blossom_app.server.aggregation import InvalidUpdate, aggregate_by_key, check_update
+from blossom_app.server.evaluations import RoundEvaluations
+from blossom_app.server.exchange import Exchange
+from blossom_app.server.fleet import Fleet
+from blossom_app.server.server_optimizers import ServerOptimizer
+
+
+class BlockwiseStrategy(FedAvg):
+    """Block-wise federated averaging for clients with different modality sets.
+
+    Parameters
+    ----------
+    policy : Policy
+        Which blocks are private (never sent, never aggregated).
+    fleet : Fleet
+        The participating nodes and the modalities each holds; looked up
+        every round, so nodes that come and go are followed.
+    held_keys : Callable[[tuple[str, ...]], Collection[str]]
+        The parameter keys of a client model with the given modalities.
+    num_rounds : int
+        Rounds of this run (the last round is always evaluated).
+    fraction_train : float (default: 1.0)
+        Fraction of nodes sampled for training each round.
+    evaluate_every : int (default: 1)
+        Evaluate the personalized models every this many rounds.
+    seed : int (default: 0)
+        Seed of node sampling.
+    transport : str (default: "fp32")
+        How shared blocks travel in train and evaluate messages (``transport.py``).
+    optimizer : ServerOptimizer | None (default: None, plain averaging)
+        How each parameter moves towards its average (``server_optimizers.py``).
+    """
+
+    def __init__(
+        self,
+        policy: Policy,
+        fleet: Fleet,
+        held_keys: Callable[[tuple[str, ...]], Collection[str]],
+        num_rounds: int,
+        fraction_train: float = 1.0,
+        evaluate_every: int = 1,
+        seed: int = 0,
+        transport: str = "fp32",
+        optimizer: ServerOptimizer | None = None,
+    ) -> None:
+        super().__init__(
+            fraction_train=fraction_train,
+            min_train_nodes=1,
+            min_evaluate_nodes=1,
+            min_available_nodes=1,
+        )
+        self.policy = policy
+        self.fleet = fleet
+        self.profiles = fleet.profiles
+        self.num_rounds = num_rounds
+        self.evaluate_every = evaluate_every
+        self.transport = transport
+        self.optimizer = optimizer or ServerOptimizer()
+        self._rng = random.Random(seed)
+        self._global = ArrayRecord()
+        # round -> the nodes drawn ahead to train in it
+        self._drawn: dict[int, list[int]] = {}
+        self.record = RunRecord(fleet.profiles)
+        self.evaluations = RoundEvaluations(self.record)
+        self.exchange = Exchange(policy, held_keys, fleet, self.record, transport)
+
+    def summary(self) -> None:
+        private = ", ".join(sorted(self.policy.private)) or "none"
+        log(INFO, "\t├──> Policy: %s (private: %s)", self.policy.name, private)
+        log(INFO, "\t├──> Transport of shared blocks: %s", self.transport)
+        log(
+            INFO,
+            "\t├──> Server optimizer: %s (learning rate %g)",
+            self.optimizer.name,
+            self.optimizer.learning_rate,
+        )
+        log(
+            INFO,
+            "\t├──> Train fraction: %.2f, evaluate every %d round(s)",
+            self.fraction_train,
+            self.evaluate_every,
+        )
+        log(INFO, "\t└──> Nodes:")
+        for line in describe(self.profiles.values()):
+            log(INFO, "\t\t├── %s", line)
+
+    def _evaluated(self, server_round: int) -> bool:
+        """Whether the personalized models are evaluated after ``server_round``."""
+        return server_round >= 1 and (
+            server_round % self.evaluate_every == 0 or server_round == self.num_rounds
+        )
+
+    def _draw(self, nodes: list[int]) -> list[int]:
+        """The nodes that train in a round, drawn from ``nodes`` by partition
+        (the same seed samples the same clients, whatever their node ids)."""
+        nodes = sorted(nodes, key=lambda node_id: self.profiles[node_id].partition_id)
+        count = min(len(nodes), max(1, int(self.fraction_train * len(nodes))))
+        return sorted(self._rng.sample(nodes, count))
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        nodes = self.exchange.present(server_round, MessageType.TRAIN, grid)
+        drawn = self._drawn.pop(server_round, None)
+        sampled = (
+            self._draw(nodes) if drawn is None else [n for n in drawn if n in nodes]
+        )
+        log(INFO, "configure_train: %d of %d nodes", len(sampled), len(nodes))
+        self._global = arrays
+        config[EVALUATE_FIRST] = self._evaluated(server_round - 1)
+        return self.exchange.send(
+            MessageType.TRAIN, server_round, arrays, config, sampled
+        )
+
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        if not self._evaluated(server_round):
+            return []
+        nodes = self.exchange.present(server_round, MessageType.EVALUATE, grid)
+        if server_round < self.num_rounds:
+            # the next round's nodes evaluate these blocks when they arrive
+            drawn = self._drawn[server_round + 1] = self._draw(nodes)
+            nodes = [node_id for node_id in nodes if node_id not in drawn]
+        if not nodes:
+            return []
+        return self.exchange.send(
+            MessageType.EVALUATE, server_round, arrays, config, nodes
+        )
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, Metrics | None]:
+        phase = MessageType.TRAIN
+        sent, accepted = self.exchange.receive(
+            phase, server_round, replies, m.TRAIN_EXAMPLES, (m.TRAIN_LOSS,)
+        )
+        start = time.perf_counter()
+        current = {key: array.numpy() for key, array in self._global.items()}
+        private = set(self.policy.private_keys(current))
+        wire = {
+            key: wire_dtype(value.dtype, self.transport)
+            for key, value in current.items()
+        }
+        updates, losses = [], []
+        for answer in accepted:
+            node_id, metrics = answer.node_id, answer.metrics
+            record = answer.reply.content.array_records.get("arrays", ArrayRecord())
+            self.record.traffic(server_round, node_id, phase, "up", record)
+            update = {key: array.numpy() for key, array in record.items()}
+            try:
+                check_update(update, current, sent[node_id], private, wire)
+            except InvalidUpdate as error:
+                self.record.reject(server_round, phase, node_id, str(error))
+                continue
+            updates.append((update, float(answer.weight)))
+            losses.append((float(metrics[m.TRAIN_LOSS]), answer.weight))
+            row = {m.column(m.TRAIN_EXAMPLES): answer.weight}
+            for key in (m.TRAIN_LOSS, m.TRAIN_SECONDS):
+                row[m.column(key)] = float(metrics.get(key, math.nan))
+            row = self.record.client_row(server_round, node_id, **row)
+            self.record.train.append(row)
+        result = None, None
+        if updates:
+            merged = aggregate_by_key(current, updates)
+            trained = {key for update, _ in updates for key in update}
+            # what the nodes started from: the global as its message carried it
+            received = {key: current[key].astype(wire[key]) for key in trained}
+            merged = self.optimizer.step(current, merged, trained, received)
+            arrays = ArrayRecord({k: Array(v) for k, v in merged.items()})
+            summary = {
+                m.TRAIN_LOSS: m.weighted_mean(losses),
+                m.TRAIN_EXAMPLES: sum(weight for _, weight in losses),
+                m.TRAIN_CLIENTS: len(updates),
+            }
+            self.record.aggregated[server_round].update(summary)
+            result = arrays, Metrics(summary)
+        self.record.timing[server_round]["aggregate"] = time.perf_counter() - start
+        previous = server_round - 1
+        if self._evaluated(previous):
+            for answer in accepted:
+                content = answer.reply.content
+                self.evaluations.collect(
+                    previous,
+                    answer.node_id,
+                    content.metric_records.get(EVALUATION),
+                    content.config_records.get(PERSONALIZATION),
+                )
+            summary = self.evaluations.summarize(previous)
+            if summary is not None:
+                log(INFO, "\t└──> Evaluation of round %d: %s", previous, summary)
+        return result
+
+    def aggregate_evaluate(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> Metrics | None:
+        _, accepted = self.exchange.receive(
+            MessageType.EVALUATE, server_round, replies, None, ()
+        )
+        for answer in accepted:
+            self.evaluations.collect(
+                server_round,
+                answer.node_id,
+                answer.metrics,
+                answer.reply.content.config_records.get(PERSONALIZATION),
+            )
+        if server_round < self.num_rounds:
+            return None  # completed by the next round's training replies
+        return self.evaluations.summarize(server_round)

@@ -1,0 +1,69 @@
+"""What ``blossom info`` prints: the app's datasets, policies and choices, or
+what a results directory holds and the config it ran with."""
+
+from pathlib import Path
+
+from blossom_app.benchmarks import all_tasks
+from blossom_app.common.blocks import CENTRALIZED, CUSTOM, LOCAL, POLICIES, held_blocks
+from blossom_app.common.config import toml_value
+from blossom_app.common.fusion import FUSIONS
+from blossom_app.common.presets import available_presets
+from blossom_app.data import PARTITIONERS
+from blossom_app.reporting.layout import (
+    describe,
+    find_experiments,
+    read_config,
+    run_dirs,
+)
+
+
+def describe_app() -> str:
+    """Datasets (modalities with shapes, classes, source), policies, choices."""
+    lines = ["Datasets (run config 'dataset': a name, or '<module>:<attribute>'):"]
+    for task in all_tasks():
+        lines.append(
+            f"  {task.name}: {task.num_classes} classes, source {task.source}, "
+            f"metric {task.metric}, natural partition by "
+            f"{task.group_column or '(none)'}"
+        )
+        for spec in task.modalities:
+            shape = " x ".join(str(size) for size in spec.shape)
+            computed = spec.preprocessing.split(":")[0] if spec.features else ""
+            source = f"column '{spec.column}'" + (f" -> {computed}" if computed else "")
+            lines.append(f"    {spec.name:<12} {shape} ({source})")
+        lines.append(f"    classes: {', '.join(task.class_names)}")
+        blocks = ", ".join(sorted(held_blocks(task.modality_names)))
+        lines.append(f"    blocks: {blocks}")
+        presets = ", ".join(available_presets(task.name)) or "none"
+        lines.append(f"    presets (run config 'preset'): {presets}")
+    lines.append("Policies (run config 'aggregation'): private blocks")
+    for name, private in POLICIES.items():
+        lines.append(f"  {name:<20} {', '.join(sorted(private)) or 'none'}")
+    lines.append(f"  {LOCAL:<20} all (nothing is sent: the no-federation baseline)")
+    lines.append(f"  {CUSTOM:<20} the run config's 'private-blocks'")
+    lines.append(
+        "  (every policy keeps 'normalization' private; personalization='adaptive' "
+        "lets each client choose per shared block: '<policy>+adaptive')"
+    )
+    lines.append(
+        f"  {CENTRALIZED:<20} not a policy: the pooled-data baseline "
+        "(`blossom centralized`, or a policy of `blossom sweep`)"
+    )
+    lines.append(f"Fusions: {', '.join(FUSIONS)}")
+    lines.append(f"Partitioners: {', '.join(PARTITIONERS)}")
+    return "\n".join(lines)
+
+
+def describe_results(path: Path) -> str:
+    """Each experiment under ``path``: its cell, state, runs and resolved config."""
+    complete, incomplete = find_experiments([path])
+    if not complete and not incomplete:
+        return f"No experiment (a directory with config.toml) under {path}"
+    lines = []
+    for experiment in sorted(complete + incomplete):
+        state = "complete" if experiment in complete else "incomplete"
+        runs = len(run_dirs(experiment))
+        lines.append(f"{experiment}\n  {describe(experiment)}: {state}, {runs} run(s)")
+        for key, value in sorted(read_config(experiment).items()):
+            lines.append(f"  {key} = {toml_value(value)}")
+    return "\n".join(lines)

@@ -20,7 +20,7 @@ import torch
 from blossom_app.benchmarks import get_task, registered
 from blossom_app.common.blocks import block_of
 from blossom_app.common.model import build_model
-from blossom_app.common.training import train
+from blossom_app.common.training import TrainingSettings, train
 from blossom_app.data import Split
 
 EXAMPLES, REPEATS = 100, 3
@@ -47,15 +47,15 @@ def measure(name: str) -> tuple[dict[str, int], float]:
     for key, parameter in model.named_parameters():
         blocks[block_of(key)] = blocks.get(block_of(key), 0) + parameter.numel()
     split = examples(task, task.modality_names, np.random.default_rng(0))
-    settings = dict(
-        epochs=1, batch_size=16, learning_rate=0.01, momentum=0.9,
-        weight_decay=1e-5, device=torch.device("cpu"), seed=0,
-    )  # fmt: skip
-    train(model, split, **settings)  # warm-up
+    settings = TrainingSettings(
+        epochs=1, batch_size=16, learning_rate=0.01, momentum=0.9, weight_decay=1e-5
+    )
+    cpu = torch.device("cpu")
+    train(model, split, settings, server_round=1, device=cpu, seed=0)  # warm-up
     times = []
     for _ in range(REPEATS):
         start = time.perf_counter()
-        train(model, split, **settings)
+        train(model, split, settings, server_round=1, device=cpu, seed=0)
         times.append(time.perf_counter() - start)
     return blocks, min(times)
 

@@ -32,7 +32,7 @@ import torch
 
 from blossom_app.benchmarks import get_task
 from blossom_app.common.model import build_model
-from blossom_app.common.training import cosine_lr, evaluate, train
+from blossom_app.common.training import TrainingSettings, evaluate, train
 from blossom_app.data import Split, load_task_dataset
 from blossom_app.data.columns import numpy_columns
 from blossom_app.onnx.export import INT8_FILE, PositionalInputs, export_personalized
@@ -69,15 +69,15 @@ def subject_splits() -> tuple[Split, Split]:
 def trained_model(train_split: Split, epochs: int, seed: int = 0):
     """The default model trained with the app's SGD recipe, cosine over epochs."""
     model = build_model(get_task("watch"), MODALITIES, FUSION, seed)
+    settings = TrainingSettings(
+        epochs=1, learning_rate=0.05, num_rounds=epochs, momentum=0.9, weight_decay=1e-5
+    )
     for epoch in range(1, epochs + 1):
         train(
             model,
             train_split,
-            epochs=1,
-            batch_size=16,
-            learning_rate=cosine_lr(0.05, epoch, epochs),
-            momentum=0.9,
-            weight_decay=1e-5,
+            settings,
+            server_round=epoch,
             device=torch.device("cpu"),
             seed=seed + epoch,
         )

@@ -53,24 +53,24 @@ def client_work(config: ExperimentConfig, partition_id: int) -> float:
     test_y = torch.from_numpy(data.test.labels)
     model = build_model(config.task, modalities, config.fusion, config.seed)
     loss_fn = nn.CrossEntropyLoss()
-    rounds = config.num_server_rounds
+    rounds, training = config.num_server_rounds, config.training
     for server_round in range(1, rounds + 1):
         lr = (
-            config.learning_rate
+            training.learning_rate
             * 0.5
             * (1 + math.cos(math.pi * (server_round - 1) / rounds))
         )
         optimizer = torch.optim.SGD(
             model.parameters(),
             lr=lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
+            momentum=training.momentum,
+            weight_decay=training.weight_decay,
         )
         model.train()
-        for _ in range(config.local_epochs):
+        for _ in range(training.epochs):
             order = torch.randperm(len(train_y))
-            for begin in range(0, len(order), config.batch_size):
-                index = order[begin : begin + config.batch_size]
+            for begin in range(0, len(order), training.batch_size):
+                index = order[begin : begin + training.batch_size]
                 optimizer.zero_grad()
                 logits = model({m: x[index] for m, x in train_x.items()})
                 loss_fn(logits, train_y[index]).backward()
@@ -136,7 +136,8 @@ def main() -> None:
     intro = (
         f"The default run ({config.mix.num_clients} clients, mix "
         f"{config.mix.label}, {config.num_server_rounds} rounds, "
-        f"{config.local_epochs} local epoch(s), batch {config.batch_size}) against "
+        f"{config.training.epochs} local epoch(s), batch {config.training.batch_size}) "
+        "against "
         f"the compute floor of the same training and per-round evaluation in plain "
         f"PyTorch, {workers} client processes at a time, one thread each. Target "
         f"run <= {TARGET} x floor: **{verdict}** ({ratio:.2f} x)."

@@ -16,7 +16,7 @@ from blossom_app.benchmarks import get_task
 from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.model import build_model
 from blossom_app.common.presets import available_presets, resolve_preset
-from blossom_app.data import load_client_data
+from blossom_app.data import DataSettings, load_client_data
 from blossom_app.data.loading import load_task_dataset
 from blossom_app.data.splits import SPLIT_COLUMN, split_dataset
 from blossom_app.errors import ConfigError, DataError
@@ -47,10 +47,8 @@ def test_a_dataset_in_the_schema_loads_for_every_modality_set(name, tmp_path):
     source = write(task, path, 60, fmt="disk" if disk else "parquet")
     for modalities in ((task.modality_names[0],), task.modality_names):
         data = load_client_data(
-            task, source=str(source), partitioner="iid", partition_id=1,
-            num_partitions=3, modalities=modalities, alpha=0.5, seed=0,
-            test_fraction=0.3,
-        )  # fmt: skip
+            DataSettings(task, source=str(source), num_partitions=3), 1, modalities
+        )
         assert set(data.train.inputs) == set(modalities)
         for m in modalities:
             assert data.train.inputs[m].shape[1:] == task.modality(m).shape
@@ -70,10 +68,8 @@ def test_a_schema_mismatch_names_the_column_and_what_was_expected(name, tmp_path
     missing = write(task, tmp_path / "missing.parquet", 12, **{second.column: None})
     with pytest.raises(DataError, match=second.column) as error:
         load_client_data(
-            task, source=str(missing), partitioner="iid", partition_id=0,
-            num_partitions=1, modalities=task.modality_names, alpha=0.5, seed=0,
-            test_fraction=0.3,
-        )  # fmt: skip
+            DataSettings(task, source=str(missing)), 0, task.modality_names
+        )
     assert first.column in str(error.value)  # the columns found are listed
     if first.features is None:  # arrays of another shape
         short = [[[0.0] * first.shape[1]] * (first.shape[0] // 2)] * 12
@@ -100,10 +96,8 @@ def test_audio_text_and_image_models_export_with_their_preprocessing(name, tmp_p
     task = get_task(name)
     source = write(task, tmp_path / "data.parquet", 30)
     data = load_client_data(
-        task, source=str(source), partitioner="iid", partition_id=0,
-        num_partitions=1, modalities=task.modality_names, alpha=0.5, seed=0,
-        test_fraction=0.3,
-    )  # fmt: skip
+        DataSettings(task, source=str(source)), 0, task.modality_names
+    )
     model = build_model(task, task.modality_names, "attention", seed=0)
     model.fit_normalization(data.train)
     card = card_for(model, "attention", name)
@@ -205,15 +199,16 @@ def test_every_grid_cell_file_resolves_to_the_papers_setup(name):
         resolved = resolve_preset({**DEFAULTS, **cell}, DEFAULTS)
         config = ExperimentConfig.from_run_config(resolved, DEFAULTS)
         assert config.task.name == name and config.preset == "paper"
-        assert (config.local_epochs, config.num_runs) == (1, 5)
-        recipe = (config.client_optimizer, config.learning_rate, config.weight_decay)
+        assert (config.training.epochs, config.num_runs) == (1, 5)
+        training = config.training
+        recipe = (training.optimizer, training.learning_rate, training.weight_decay)
         assert recipe == PAPER_RECIPES[name]
-        assert path.stem == f"{config.partitioner}-{cell['modality-mix']}-" + (
+        assert path.stem == f"{config.data.partitioner}-{cell['modality-mix']}-" + (
             config.policy.name
         )
         [swept] = SweepGrid(
             (name,),
-            (config.partitioner,),
+            (config.data.partitioner,),
             (cell["modality-mix"],),
             (cell["aggregation"],),
         ).cells(APP, Path("/results"), {"preset": "paper", "export-onnx": True})
@@ -235,16 +230,16 @@ def test_other_column_names_are_mapped_with_data_columns(tmp_path):
         {**DEFAULTS, "dataset": "ucihar", "data-columns": mapping}
     )
     data = load_client_data(
-        config.task, source=str(tmp_path / "renamed.parquet"), partitioner="iid",
-        partition_id=0, num_partitions=1, modalities=("acc", "gyro"), alpha=0.5,
-        seed=0, test_fraction=0.3,
-    )  # fmt: skip
+        DataSettings(config.task, source=str(tmp_path / "renamed.parquet")),
+        0,
+        ("acc", "gyro"),
+    )
     assert len(data.train) + len(data.test) == 30 - 3  # one window per subject dropped
     with pytest.raises(ConfigError, match="acc, gyro, label, group"):
         ExperimentConfig.from_run_config({**DEFAULTS, "data-columns": "accel=x"})
     with pytest.raises(DataError, match="data-columns"):
         load_client_data(
-            get_task("ucihar"), source=str(tmp_path / "renamed.parquet"),
-            partitioner="iid", partition_id=0, num_partitions=1, modalities=("acc",),
-            alpha=0.5, seed=0, test_fraction=0.3,
-        )  # fmt: skip
+            DataSettings(get_task("ucihar"), source=str(tmp_path / "renamed.parquet")),
+            0,
+            ("acc",),
+        )

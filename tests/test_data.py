@@ -18,6 +18,7 @@ from blossom_app.benchmarks.watch.embedded import (
 )
 from blossom_app.data import (
     PARTITIONERS,
+    DataSettings,
     assign_dataset,
     cache_dir,
     load_client_data,
@@ -110,7 +111,7 @@ def test_missing_column_is_named(tmp_path: Path):
     tiny_dataset(drop="gyro").to_parquet(str(path))
     client = {**CLIENT, "source": str(path), "num_partitions": 1}
     with pytest.raises(DataError, match="gyro") as error:
-        load_client_data(WATCH, partition_id=0, modalities=("acc", "gyro"), **client)
+        load_client_data(DataSettings(WATCH, **client), 0, ("acc", "gyro"))
     assert "acc" in str(error.value)  # lists the columns the dataset does have
 
 
@@ -118,15 +119,11 @@ def test_a_device_dataset_needs_only_the_device_modalities(tmp_path: Path):
     path = tmp_path / "acc-only.parquet"
     tiny_dataset(n=20, drop="gyro").remove_columns("subject").to_parquet(str(path))
     client = {**CLIENT, "source": str(path), "num_partitions": 1}
-    data = load_client_data(WATCH, partition_id=0, modalities=("acc",), **client)
+    data = load_client_data(DataSettings(WATCH, **client), 0, ("acc",))
     assert len(data.train) + len(data.test) == 20
     with pytest.raises(DataError, match="subject"):
-        load_client_data(
-            WATCH,
-            partition_id=0,
-            modalities=("acc",),
-            **{**client, "partitioner": "natural"},
-        )
+        natural = DataSettings(WATCH, **{**client, "partitioner": "natural"})
+        load_client_data(natural, 0, ("acc",))
 
 
 def test_a_dataset_without_any_modality_is_refused(tmp_path: Path):
@@ -209,11 +206,10 @@ def test_the_validation_split_is_cut_from_train_in_time_too(split_watch):
     share = is_validation.sum() / (~is_test).sum()
     assert 0.1 < share < 0.2  # the first 20 % of the time: windows inside it
     assert unused.any()  # the windows straddling the cut
-    data = load_client_data(
-        WATCH, partition_id=1, modalities=("acc",), validation_fraction=0.2, **CLIENT
-    )
+    held_out = DataSettings(WATCH, validation_fraction=0.2, **CLIENT)
+    data = load_client_data(held_out, 1, ("acc",))
     assert len(data.validation) > 0 and len(data.train) > 3 * len(data.validation)
-    fixed = load_client_data(WATCH, partition_id=1, modalities=("acc",), **CLIENT)
+    fixed = load_client_data(DataSettings(WATCH, **CLIENT), 1, ("acc",))
     np.testing.assert_array_equal(data.test.labels, fixed.test.labels)
 
 
@@ -286,7 +282,7 @@ def test_impossible_dirichlet_asks_for_larger_alpha(split_watch: datasets.Datase
 
 
 def test_client_gets_only_its_modalities():
-    data = load_client_data(WATCH, partition_id=3, modalities=("acc",), **CLIENT)
+    data = load_client_data(DataSettings(WATCH, **CLIENT), 3, ("acc",))
     for split in (data.train, data.test):
         assert list(split.inputs) == ["acc"]
         assert split.inputs["acc"].shape == (len(split), WINDOW, 3)
@@ -302,7 +298,7 @@ def test_clients_leave_the_source_data_untouched(
 ):
     before = sorted(p.name for p in (cache_dir() / "watch-embedded").iterdir())
     settings = {**CLIENT, "partitioner": name}
-    load_client_data(WATCH, partition_id=0, modalities=("acc", "gyro"), **settings)
+    load_client_data(DataSettings(WATCH, **settings), 0, ("acc", "gyro"))
     after = sorted(p.name for p in (cache_dir() / "watch-embedded").iterdir())
     assert after == before
 
@@ -335,9 +331,8 @@ def test_a_clients_arrays_are_cached_and_read_back_without_hf_datasets():
     script = (
         "import sys, numpy as np\n"
         "from blossom_app.benchmarks.watch import WATCH\n"
-        "from blossom_app.data import load_client_data\n"
-        f"data = load_client_data(WATCH, partition_id=4, modalities=('gyro',), "
-        f"**{CLIENT!r})\n"
+        "from blossom_app.data import DataSettings, load_client_data\n"
+        f"data = load_client_data(DataSettings(WATCH, **{CLIENT!r}), 4, ('gyro',))\n"
         "print(sorted({'datasets', 'flwr_datasets'} & set(sys.modules)))\n"
         "print(float(data.train.inputs['gyro'].sum()), int(data.test.labels.sum()))\n"
     )
@@ -350,7 +345,7 @@ def test_a_clients_arrays_are_cached_and_read_back_without_hf_datasets():
     assert runs[0][0] == "['datasets', 'flwr_datasets']"  # computed, then cached
     assert runs[1][0] == "[]"  # read back
     assert runs[1][1] == runs[0][1]
-    direct = load_client_data(WATCH, partition_id=4, modalities=("gyro",), **CLIENT)
+    direct = load_client_data(DataSettings(WATCH, **CLIENT), 4, ("gyro",))
     assert runs[0][1].split()[1] == str(int(direct.test.labels.sum()))
 
 
@@ -358,8 +353,8 @@ def test_a_local_source_changed_on_disk_is_read_again(tmp_path: Path):
     path = tmp_path / "device.parquet"
     settings = {**CLIENT, "num_partitions": 1, "source": str(path)}
     tiny_dataset(n=20).to_parquet(str(path))
-    first = load_client_data(WATCH, partition_id=0, modalities=("acc",), **settings)
+    first = load_client_data(DataSettings(WATCH, **settings), 0, ("acc",))
     tiny_dataset(n=30).to_parquet(str(path))
-    second = load_client_data(WATCH, partition_id=0, modalities=("acc",), **settings)
+    second = load_client_data(DataSettings(WATCH, **settings), 0, ("acc",))
     assert len(first.train) + len(first.test) == 20
     assert len(second.train) + len(second.test) == 30

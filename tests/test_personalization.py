@@ -61,12 +61,13 @@ def test_without_normalization_the_inputs_pass_unchanged():
 
 def test_the_paper_preset_resolves_to_the_papers_recipe():
     paper = ExperimentConfig.from_run_config({**DEFAULTS, "preset": "paper"})
-    assert (paper.local_epochs, paper.batch_size, paper.num_server_rounds) == (
+    training = paper.training
+    assert (training.epochs, training.batch_size, paper.num_server_rounds) == (
         1,
         16,
         60,
     )
-    assert (paper.learning_rate, paper.momentum, paper.weight_decay) == (
+    assert (training.learning_rate, training.momentum, training.weight_decay) == (
         0.05,
         0.9,
         1e-5,
@@ -74,7 +75,7 @@ def test_the_paper_preset_resolves_to_the_papers_recipe():
     assert not paper.normalize_inputs and paper.transport == "fp32"
     assert paper.server_optimizer.name == "fedavg" and paper.personalization == "fixed"
     default = ExperimentConfig.from_run_config(DEFAULTS)
-    assert default.local_epochs == 3 and default.normalize_inputs
+    assert default.training.epochs == 3 and default.normalize_inputs
 
 
 def test_keys_the_user_sets_win_over_the_preset_and_resolving_twice_is_stable():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from blossom_app.common.metrics import macro_f1
-from blossom_app.common.training import cosine_lr, local_seed
+from blossom_app.common.training import TrainingSettings, cosine_lr, local_seed
 
 
 def test_macro_f1_by_hand():
@@ -89,12 +89,14 @@ def test_gradient_clipping_bounds_each_step_and_both_optimizers_train(optimizer)
     def run(clip: float, epochs: int = 1, batch: int = 32) -> tuple[float, float]:
         model = build_model(task, ("acc",), "attention", seed=0)
         before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
-        loss = train(
-            model, split, epochs=epochs, batch_size=batch,
+        settings = TrainingSettings(
+            epochs=epochs, batch_size=batch,
             learning_rate=1.0 if optimizer == "sgd" else 1e-3,
-            momentum=0.0, weight_decay=0.0, device=torch.device("cpu"), seed=0,
             optimizer=optimizer, max_grad_norm=clip,
         )  # fmt: skip
+        loss = train(
+            model, split, settings, server_round=1, device=torch.device("cpu"), seed=0
+        )
         after = torch.cat([p.detach().flatten() for p in model.parameters()])
         return float((after - before).norm()), loss
 

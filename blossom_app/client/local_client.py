@@ -26,7 +26,6 @@ from blossom_app.common.profile import NodeProfile
 from blossom_app.common.protocol import OWN_BLOCKS
 from blossom_app.common.training import (
     Evaluation,
-    cosine_lr,
     evaluate,
     example_losses,
     local_seed,
@@ -53,20 +52,7 @@ def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
     experiment = ExperimentConfig.from_run_config(dict(run_config))
     node = NodeConfig.from_node_config(dict(node_config), experiment.task)
     modalities = node.client_modalities(experiment.mix)
-    data = load_client_data(
-        experiment.task,
-        source=node.data_path or experiment.data_source,
-        # a device's own data (data-path) is not split with other clients
-        partitioner="iid" if node.data_path else experiment.partitioner,
-        partition_id=0 if node.data_path else node.partition_id,
-        num_partitions=1 if node.data_path else node.num_partitions,
-        modalities=modalities,
-        alpha=experiment.dirichlet_alpha,
-        seed=experiment.seed,
-        test_fraction=experiment.test_fraction,
-        # adaptive personalization chooses its blocks on held-out train windows
-        validation_fraction=experiment.validation_fraction * experiment.adaptive,
-    )
+    data = load_client_data(*node.client_data(experiment.data), modalities)
     return ClientSetup(experiment, node, modalities, data)
 
 
@@ -173,7 +159,7 @@ class LocalClient:
         FedProx (``proximal-mu``) pulls towards ``received``, the shared blocks
         as the server sent them (not the client's own, under adaptive
         personalization)."""
-        exp = self.experiment
+        exp, settings = self.experiment, self.experiment.training
         validation = self.data.validation
         # a client holding out a validation split makes as many steps per
         # round as it would on all its windows: the same compute
@@ -181,22 +167,14 @@ class LocalClient:
         return train(
             model,
             self.data.train,
-            epochs=exp.local_epochs,
-            batch_size=exp.batch_size,
-            learning_rate=cosine_lr(
-                exp.learning_rate, server_round, exp.num_server_rounds
-            ),
-            momentum=exp.momentum,
-            weight_decay=exp.weight_decay,
+            settings,
+            server_round=server_round,
             device=self.device,
             seed=local_seed(
                 exp.run_seed(run_index), self.setup.node.partition_id, server_round
             ),
-            proximal_mu=exp.proximal_mu,
-            anchor=received.to_torch_state_dict() if exp.proximal_mu > 0 else None,
-            optimizer=exp.client_optimizer,
-            max_grad_norm=exp.max_grad_norm,
-            epoch_steps=math.ceil(windows / exp.batch_size),
+            anchor=received.to_torch_state_dict() if settings.proximal_mu else None,
+            epoch_steps=math.ceil(windows / settings.batch_size),
         )
 
     def evaluate(self, model: MultimodalModel) -> Evaluation:

@@ -6,7 +6,7 @@ value and the allowed values.
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -16,9 +16,9 @@ from blossom_app.common.blocks import Policy, make_policy
 from blossom_app.common.fusion import FUSIONS
 from blossom_app.common.modality_mix import ModalityMix, parse_mix
 from blossom_app.common.presets import PRESET, Scalar, resolve_preset
-from blossom_app.common.training import CLIENT_OPTIMIZERS
+from blossom_app.common.training import CLIENT_OPTIMIZERS, TrainingSettings
 from blossom_app.common.transport import WIRE_DTYPES
-from blossom_app.data import PARTITIONERS
+from blossom_app.data import PARTITIONERS, DataSettings
 from blossom_app.errors import ConfigError
 
 #: How a client composes its personalized model (``personalization.py``).
@@ -106,21 +106,12 @@ class ExperimentConfig:
     """The experiment, from ``[tool.flwr.app.config]`` and ``--run-config``."""
 
     task: Task
-    data_source: str
-    partitioner: str
-    dirichlet_alpha: float
-    test_fraction: float
+    data: DataSettings
     mix: ModalityMix
     policy: Policy
     fusion: str
     num_server_rounds: int
-    local_epochs: int
-    batch_size: int
-    learning_rate: float
-    client_optimizer: str
-    momentum: float
-    weight_decay: float
-    max_grad_norm: float
+    training: TrainingSettings
     fraction_train: float
     evaluate_every: int
     num_runs: int
@@ -131,10 +122,8 @@ class ExperimentConfig:
     export_int8: bool
     transport: str
     server_optimizer: ServerOptimizerSettings
-    proximal_mu: float
     normalize_inputs: bool
     personalization: str
-    validation_fraction: float
     preset: str
 
     def run_seed(self, run_index: int) -> int:
@@ -215,13 +204,25 @@ class ExperimentConfig:
             raise ConfigError(
                 "validation-fraction", validation_fraction, "a float in (0, 1)"
             )
+        mix = parse_mix(str(_get(config, "modality-mix", str)), task)
+        num_server_rounds = _positive(config, "num-server-rounds", int)
+        seed = _seed(config)
         return cls(
             task=task,
-            data_source=str(_get(config, "data-source", str)),
-            partitioner=partitioner,
-            dirichlet_alpha=_positive(config, "dirichlet-alpha", float),
-            test_fraction=test_fraction,
-            mix=parse_mix(str(_get(config, "modality-mix", str)), task),
+            data=DataSettings(
+                task=task,
+                source=str(_get(config, "data-source", str)),
+                partitioner=partitioner,
+                num_partitions=mix.num_clients,
+                alpha=_positive(config, "dirichlet-alpha", float),
+                seed=seed,
+                test_fraction=test_fraction,
+                # adaptive personalization chooses its blocks on held-out
+                # train windows; fixed policies hold none out
+                validation_fraction=validation_fraction
+                * (personalization == "adaptive"),
+            ),
+            mix=mix,
             policy=make_policy(
                 str(_get(config, "aggregation", str)),
                 str(_get(config, "private-blocks", str)),
@@ -229,18 +230,22 @@ class ExperimentConfig:
                 adaptive=personalization == "adaptive",
             ),
             fusion=fusion,
-            num_server_rounds=_positive(config, "num-server-rounds", int),
-            local_epochs=_positive(config, "local-epochs", int),
-            batch_size=_positive(config, "batch-size", int),
-            learning_rate=_positive(config, "learning-rate", float),
-            client_optimizer=client_optimizer,
-            momentum=_get(config, "momentum", float),
-            weight_decay=_get(config, "weight-decay", float),
-            max_grad_norm=_get(config, "max-grad-norm", float),
+            num_server_rounds=num_server_rounds,
+            training=TrainingSettings(
+                epochs=_positive(config, "local-epochs", int),
+                batch_size=_positive(config, "batch-size", int),
+                learning_rate=_positive(config, "learning-rate", float),
+                num_rounds=num_server_rounds,
+                optimizer=client_optimizer,
+                momentum=_get(config, "momentum", float),
+                weight_decay=_get(config, "weight-decay", float),
+                max_grad_norm=_get(config, "max-grad-norm", float),
+                proximal_mu=_get(config, "proximal-mu", float),
+            ),
             fraction_train=fraction_train,
             evaluate_every=_positive(config, "evaluate-every", int),
             num_runs=_positive(config, "num-runs", int),
-            seed=_seed(config),
+            seed=seed,
             results_dir=str(_get(config, "results-dir", str)),
             round_timeout=_positive(config, "round-timeout", float),
             export_onnx=_get(config, "export-onnx", bool),
@@ -254,10 +259,8 @@ class ExperimentConfig:
                 beta_2=_get(config, "server-beta2", float),
                 tau=_positive(config, "server-tau", float),
             ),
-            proximal_mu=_get(config, "proximal-mu", float),
             normalize_inputs=_get(config, "normalize-inputs", bool),
             personalization=personalization,
-            validation_fraction=validation_fraction,
             preset=str(_get(config, PRESET, str)),
         )
 
@@ -380,6 +383,15 @@ class NodeConfig:
             export_dir=_directory(config, "export-dir"),
             num_threads=num_threads,
         )
+
+    def client_data(self, data: DataSettings) -> tuple[DataSettings, int]:
+        """The run's ``data`` narrowed to this node, and its partition: the
+        device's own ``data-path``, all of it (never split with other clients),
+        else partition ``partition-id`` of ``num-partitions``."""
+        if self.data_path:
+            own = replace(data, source=self.data_path, partitioner="iid")
+            return replace(own, num_partitions=1), 0
+        return replace(data, num_partitions=self.num_partitions), self.partition_id
 
     def client_modalities(self, mix: ModalityMix) -> tuple[str, ...]:
         """This node's modalities: its node config, else the mix by partition id."""

@@ -95,24 +95,47 @@ def make_optimizer(
     )
 
 
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How a client trains each round: one frozen object built once from the
+    validated run config (``ExperimentConfig.training``), read by every client
+    and by the centralized baseline.
+
+    ``epochs`` per round of ``batch_size`` examples; ``optimizer`` one of
+    ``CLIENT_OPTIMIZERS``, whose rate starts at ``learning_rate`` and follows a
+    cosine over ``num_rounds`` (``rate``); ``momentum`` (SGD's) and
+    ``weight_decay``; with ``max_grad_norm`` > 0 each step's gradient is
+    rescaled to at most that norm; with ``proximal_mu`` > 0 FedProx pulls the
+    shared blocks towards their values as received.
+    """
+
+    epochs: int = 1
+    batch_size: int = 16
+    learning_rate: float = 0.05
+    num_rounds: int = 1
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.0
+    proximal_mu: float = 0.0
+
+    def rate(self, server_round: int) -> float:
+        """The learning rate of round ``server_round``."""
+        return cosine_lr(self.learning_rate, server_round, self.num_rounds)
+
+
 def train(
     model: nn.Module,
     split: Split,
+    settings: TrainingSettings,
     *,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    momentum: float,
-    weight_decay: float,
+    server_round: int,
     device: torch.device,
     seed: int,
-    proximal_mu: float = 0.0,
     anchor: Mapping[str, torch.Tensor] | None = None,
-    optimizer: str = "sgd",
-    max_grad_norm: float = 0.0,
     epoch_steps: int | None = None,
 ) -> float:
-    """Train ``model`` in place with ``optimizer`` (``CLIENT_OPTIMIZERS``);
+    """Train ``model`` in place for round ``server_round`` under ``settings``;
     return the mean training loss per example (the data loss, without the
     proximal term).
 
@@ -121,17 +144,19 @@ def train(
     long as steps remain.
 
     ``seed`` fixes the shuffling and the dropout masks (see ``local_seed``).
-    With ``proximal_mu`` > 0, the parameters named in ``anchor`` are pulled
-    towards its values (FedProx: the shared blocks as received). With
-    ``max_grad_norm`` > 0, each step's gradient is rescaled to at most that
-    norm (over all parameters).
+    With ``settings.proximal_mu`` > 0, the parameters named in ``anchor`` are
+    pulled towards its values (FedProx: the shared blocks as received).
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    loader = _loader(split, model.modalities, batch_size, generator)
+    loader = _loader(split, model.modalities, settings.batch_size, generator)
     model.to(device).train()
     optimizer = make_optimizer(
-        optimizer, model, learning_rate, momentum=momentum, weight_decay=weight_decay
+        settings.optimizer,
+        model,
+        settings.rate(server_round),
+        momentum=settings.momentum,
+        weight_decay=settings.weight_decay,
     )
     criterion = nn.CrossEntropyLoss()
     parameters = dict(model.named_parameters())
@@ -141,17 +166,17 @@ def train(
         if key in parameters
     }
     total_loss, seen = 0.0, 0
-    steps = epochs * (len(loader) if epoch_steps is None else epoch_steps)
+    steps = settings.epochs * (len(loader) if epoch_steps is None else epoch_steps)
     batches = _passes(loader, model.modalities, device)
     for inputs, labels in itertools.islice(batches, steps):
         optimizer.zero_grad()
         loss = criterion(model(inputs), labels)
         objective = loss
-        if proximal_mu > 0 and anchor:
-            objective = loss + proximal_term(model, anchor, proximal_mu)
+        if settings.proximal_mu > 0 and anchor:
+            objective = loss + proximal_term(model, anchor, settings.proximal_mu)
         objective.backward()
-        if max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if settings.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
         optimizer.step()
         total_loss += loss.item() * len(labels)
         seen += len(labels)

@@ -10,6 +10,7 @@ import importlib
 from blossom_app.data.cache import cache_dir
 from blossom_app.data.client_data import load_client_data
 from blossom_app.data.examples import ClientData, Split
+from blossom_app.data.settings import DataSettings
 
 PARTITIONERS = ("iid", "dirichlet", "natural")
 
@@ -30,6 +31,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "PARTITIONERS",
     "ClientData",
+    "DataSettings",
     "Split",
     "assign_dataset",
     "cache_dir",

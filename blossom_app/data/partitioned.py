@@ -12,6 +12,7 @@ from blossom_app.data.columns import modality_array, numpy_columns
 from blossom_app.data.examples import ClientData, Split
 from blossom_app.data.loading import load_task_dataset, require_columns
 from blossom_app.data.partitioning import assign_dataset, make_partitioner
+from blossom_app.data.settings import DataSettings
 from blossom_app.data.splits import (
     HOLDOUT_COLUMN,
     SPLIT_COLUMN,
@@ -23,43 +24,27 @@ from blossom_app.data.splits import (
 from blossom_app.errors import DataError
 
 # Per-process cache of split, shuffled, partitioned datasets, keyed by the
-# arguments that shape them (the task with its column names).
+# settings that shape them (the task with its column names) and the source's
+# identity.
 _partitioned: dict[tuple[object, ...], Partitioner] = {}
 
 
 def partition_client_data(
-    task: Task,
-    *,
-    source: str,
-    partitioner: str,
-    partition_id: int,
-    num_partitions: int,
-    modalities: tuple[str, ...],
-    alpha: float,
-    seed: int,
-    test_fraction: float,
-    validation_fraction: float = 0.0,
+    settings: DataSettings, partition_id: int, modalities: tuple[str, ...]
 ) -> ClientData:
-    """Return partition ``partition_id`` of ``task``'s data, split train/test
-    (and validation, with ``validation_fraction`` > 0).
+    """Return partition ``partition_id`` of the data ``settings`` describe,
+    split train/test (and validation, with a ``validation_fraction`` > 0).
 
     The dataset is split train/test as a whole (split_dataset; then
     hold_out_validation), then partitioned among ``num_partitions`` clients;
-    only the columns of ``modalities`` are read. The arguments come validated
-    from ``NodeConfig`` and ``ExperimentConfig``. The partitioned dataset is
+    only the columns of ``modalities`` are read. The settings come validated
+    from ``ExperimentConfig`` and ``NodeConfig``. The partitioned dataset is
     cached per process.
     """
-    key = (
-        task,
-        source or task.source,
-        repr(source_identity(task, source or task.source)),
-        partitioner,
-        num_partitions,
-        alpha,
-        seed,
-        test_fraction,
-        validation_fraction,
-    )
+    task, source = settings.task, settings.resolved_source
+    partitioner, num_partitions = settings.partitioner, settings.num_partitions
+    seed, validation_fraction = settings.seed, settings.validation_fraction
+    key = (settings, source, repr(source_identity(task, source)))
     loaded = load_task_dataset(task, source)
     # columns and labels were validated at load time; here only presence
     require_columns(loaded, task, modalities, group=partitioner == "natural")
@@ -71,13 +56,13 @@ def partition_client_data(
             if task.overlapping_windows
             else None,
         }
-        dataset = split_dataset(loaded, test_fraction, **cut)
+        dataset = split_dataset(loaded, settings.test_fraction, **cut)
         if validation_fraction > 0:
             dataset = hold_out_validation(dataset, validation_fraction, **cut)
         parts = make_partitioner(
             partitioner,
             num_partitions,
-            alpha=alpha,
+            alpha=settings.alpha,
             seed=seed,
             label_column=task.label_column,
             group_column=task.group_column,

@@ -152,7 +152,7 @@ class ExperimentOutput:
             cell_dir(
                 results_root(config.results_dir),
                 config.task.name,
-                config.partitioner,
+                config.data.partitioner,
                 config.mix.label,
                 config.policy.name,
             )

@@ -29,7 +29,6 @@ from blossom_app.common.model import build_model
 from blossom_app.common.profile import NodeProfile
 from blossom_app.common.training import (
     Evaluation,
-    cosine_lr,
     evaluate,
     local_seed,
     train,
@@ -45,15 +44,7 @@ def client_data(
 ) -> ClientData:
     """Client ``partition_id``'s arrays in ``modalities`` under ``config``'s split."""
     return load_client_data(
-        config.task,
-        source=config.data_source,
-        partitioner=config.partitioner,
-        partition_id=partition_id,
-        num_partitions=config.mix.num_clients,
-        modalities=tuple(modalities),
-        alpha=config.dirichlet_alpha,
-        seed=config.seed,
-        test_fraction=config.test_fraction,
+        replace(config.data, validation_fraction=0.0), partition_id, modalities
     )
 
 
@@ -92,15 +83,10 @@ def train_set(job: SetJob) -> dict[int, dict[int, Evaluation]]:
         train(
             model,
             job.train,
-            epochs=config.local_epochs,
-            batch_size=config.batch_size,
-            learning_rate=cosine_lr(config.learning_rate, server_round, rounds),
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
+            config.training,  # no anchor: no proximal term
+            server_round=server_round,
             device=device,
             seed=local_seed(job.seed, job.stream, server_round),
-            optimizer=config.client_optimizer,
-            max_grad_norm=config.max_grad_norm,
         )
         if server_round % config.evaluate_every == 0 or server_round == rounds:
             results[server_round] = {

@@ -58,11 +58,13 @@ class Cell:
     @property
     def name(self) -> str:
         c = self.config
-        return f"{c.task.name}/{c.partitioner}/{c.mix.label}/{c.policy.name}"
+        return f"{c.task.name}/{c.data.partitioner}/{c.mix.label}/{c.policy.name}"
 
     def directory(self, root: Path) -> Path:
         c = self.config
-        return cell_dir(root, c.task.name, c.partitioner, c.mix.label, c.policy.name)
+        return cell_dir(
+            root, c.task.name, c.data.partitioner, c.mix.label, c.policy.name
+        )
 
     def finished(self, root: Path) -> Path | None:
         """The latest complete experiment of this cell that ran with the same

@@ -39,6 +39,12 @@ import onnxruntime as ort
 
 CARD_FILE = "model.json"
 CARD_SCHEMA_VERSION = 1
+WHAT_TO_PASS = (
+    "Give the model folder the SuperNode wrote: its node config's export-dir "
+    "(default <state-dir>/models) followed by partition-<partition-id>-<modalities>, "
+    "e.g. /var/lib/blossom/models/partition-0-acc, or an .onnx file inside that "
+    "folder (model.onnx, model.int8.onnx)."
+)
 WARMUP_RUNS = 10
 
 
@@ -48,12 +54,20 @@ class InputError(Exception):
 
 def load_model(path: Path) -> tuple[Path, dict]:
     """The ONNX file and the card (``model.json``) of ``path`` (a dir or .onnx)."""
+    if not path.exists():
+        raise InputError(
+            f"{path} does not exist. {WHAT_TO_PASS}{model_folders_near(path)}"
+        )
+    if path.is_file() and path.suffix != ".onnx":
+        raise InputError(f"{path} is not an .onnx file. {WHAT_TO_PASS}")
     directory = path if path.is_dir() else path.parent
     card_path = directory / CARD_FILE
     if not card_path.is_file():
+        inside = model_folders_in(path) if path.is_dir() else []
         raise InputError(
             f"No model card {card_path}: give an export directory holding "
             f"model.onnx and {CARD_FILE}, or an .onnx file inside one."
+            + (f" Model folders in {path}: {', '.join(inside)}." if inside else "")
         )
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -69,6 +83,30 @@ def load_model(path: Path) -> tuple[Path, dict]:
     if not onnx_path.is_file():
         raise InputError(f"No ONNX model at {onnx_path}.")
     return onnx_path, card
+
+
+def model_folders_in(directory: Path) -> list[str]:
+    """The folders in ``directory`` that hold a model card (export folders)."""
+    try:
+        return sorted(
+            child.name for child in directory.iterdir() if (child / CARD_FILE).is_file()
+        )
+    except OSError:
+        return []
+
+
+def model_folders_near(path: Path) -> str:
+    """What the nearest existing parent of ``path`` offers instead, for the
+    message about a missing ``path``: its ``.onnx`` files when it is a model
+    folder, else the model folders in it; ``""`` when it offers neither."""
+    parent = next((parent for parent in path.parents if parent.is_dir()), None)
+    if parent is None:
+        return ""
+    if (parent / CARD_FILE).is_file():
+        models = sorted(child.name for child in parent.glob("*.onnx"))
+        return f" {parent} holds {', '.join(models)}." if models else ""
+    found = model_folders_in(parent)
+    return f" Model folders in {parent}: {', '.join(found)}." if found else ""
 
 
 def expected_inputs(card: dict) -> str:

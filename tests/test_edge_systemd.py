@@ -73,7 +73,10 @@ def test_unit_runs_the_venv_with_runtime_installs_off_and_restarts(unit):
     env = unit_environment(sections, {})
     # they start flower-superexec by name: the venv's bin first on PATH
     assert env["PATH"].split(":")[0] == f"{VENV}/bin"
-    assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1"
+    if argv[0].endswith("flower-superlink"):  # the only reader of the variable
+        assert env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1"
+    else:  # a SuperNode installs nothing unless told to
+        assert "--allow-runtime-dependency-installation" not in argv
     assert env["FLWR_TELEMETRY_ENABLED"] == "0"
     assert env["HOME"] == "/var/lib/blossom"
     assert service["Restart"] == ["on-failure"]

@@ -163,14 +163,21 @@ chmod 644 "$out_dir/ca.crt" "$out_dir/server.pem" "$out_dir"/supernodes/*.pub
 cat <<EOF
 
 Next:
-1. Start the SuperLink with
-     --ssl-ca-certfile $out_dir/ca.crt --ssl-certfile $out_dir/server.pem \\
-     --ssl-keyfile $out_dir/server.key --enable-supernode-auth
+1. Start the SuperLink (--host 0.0.0.0: reachable from the devices, not only
+   loopback; --database: registered SuperNodes survive a restart; any file its
+   user may write):
+     flower-superlink --host 0.0.0.0 --port $port \\
+       --ssl-ca-certfile $out_dir/ca.crt --ssl-certfile $out_dir/server.pem \\
+       --ssl-keyfile $out_dir/server.key --enable-supernode-auth \\
+       --disable-runtime-dependency-installation \\
+       --database /var/lib/blossom/superlink.db
 2. Add this connection to \$FLWR_HOME/config.toml (default ~/.flwr/config.toml):
      [superlink.$connection]
      address = "$first_address:$port"
      root-certificates = "$out_dir/ca.crt"
-3. Register each SuperNode's public key (the SuperLink must be running):
+3. Register each SuperNode's public key (the SuperLink must be running). Each
+   prints the node id that SuperNode will have: note it next to the name, since
+   \`flwr supernode list\` shows node ids, not these --name values:
 EOF
 for name in "${node_names[@]}"; do
     echo "     flwr supernode register $out_dir/supernodes/$name.pub $connection --name $name"
@@ -179,5 +186,6 @@ cat <<EOF
    (or all at once, waiting for the SuperLink to come up:
      $(dirname "$0")/register-supernodes.sh $first_address:$port $out_dir/ca.crt $out_dir/supernodes/*.pub)
 4. Copy ca.crt and supernodes/<name> (the private key) to each device; start it with
-     --root-certificates ca.crt --auth-supernode-private-key <name>
+     --superlink $first_address:$port --root-certificates ca.crt --auth-supernode-private-key <name>
+   (SuperNodes sharing one host: also a distinct --port each; the default is 9094)
 EOF

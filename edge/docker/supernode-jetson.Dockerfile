@@ -21,8 +21,9 @@ ENV PIP_INDEX_URL=${JETSON_INDEX_URL} \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_BREAK_SYSTEM_PACKAGES=1 \
     PYTHONUNBUFFERED=1 \
-    FLWR_TELEMETRY_ENABLED=0 \
-    FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
+    FLWR_TELEMETRY_ENABLED=0
+# (FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION is read by flower-superlink
+# only: a SuperNode installs nothing without --allow-runtime-dependency-installation)
 
 # Fail the build early, with the reason, on a base that cannot run Flower or
 # has no CUDA torch (a CPU build would train on the CPU without a word).

@@ -16,8 +16,9 @@ ARG TORCHVISION_VERSION=0.29.1
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    FLWR_TELEMETRY_ENABLED=0 \
-    FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
+    FLWR_TELEMETRY_ENABLED=0
+# (FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION is read by flower-superlink
+# only: a SuperNode installs nothing without --allow-runtime-dependency-installation)
 
 WORKDIR /app
 # Dependencies first (a layer that survives code changes), the app last.

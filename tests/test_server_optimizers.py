@@ -23,8 +23,10 @@ from rounds import (
     train_round,
 )
 
+from blossom_app.common.config import SERVER_OPTIMIZERS
+from blossom_app.common.config import ServerOptimizerSettings as Settings
 from blossom_app.server.aggregation import aggregate_by_key
-from blossom_app.server.server_optimizers import ServerOptimizer
+from blossom_app.server.server_optimizers import DEFAULT_LEARNING_RATES, ServerOptimizer
 
 SHAPES = {"encoders.acc.w": (4, 3), "fusion.b": (5,), "head.w": (2, 2)}
 WEIGHTS = (10, 20, 30)
@@ -63,11 +65,13 @@ FLOWER = {
     "fedadagrad": lambda: FedAdagrad(eta=0.1, tau=1e-3),
 }
 OURS = {
-    "fedavgm": lambda: ServerOptimizer("fedavgm", learning_rate=0.7, momentum=0.9),
-    "fedadam": lambda: ServerOptimizer("fedadam"),
-    "fedyogi": lambda: ServerOptimizer("fedyogi"),
+    "fedavgm": lambda: ServerOptimizer(
+        Settings("fedavgm", learning_rate=0.7, momentum=0.9)
+    ),
+    "fedadam": lambda: ServerOptimizer(Settings("fedadam")),
+    "fedyogi": lambda: ServerOptimizer(Settings("fedyogi")),
     # Flower fixes FedAdagrad's beta_1 at 0 (no first-moment momentum)
-    "fedadagrad": lambda: ServerOptimizer("fedadagrad", beta_1=0.0),
+    "fedadagrad": lambda: ServerOptimizer(Settings("fedadagrad", beta_1=0.0)),
 }
 
 
@@ -137,7 +141,7 @@ def test_the_strategy_moves_each_parameter_with_its_server_optimizer():
     half = strategy(
         "full-model",
         transport="fp32",
-        optimizer=ServerOptimizer("fedavgm", learning_rate=0.5),
+        optimizer=ServerOptimizer(Settings("fedavgm", learning_rate=0.5)),
     )
     arrays, nodes = global_arrays(), contexts(config)
     replies, averaged = train_round(plain, arrays, nodes, server_round=1)
@@ -156,7 +160,7 @@ def test_the_rounding_of_a_narrowed_copy_is_not_taken_for_an_update():
     1 / tau, would move it)."""
     config = {**RUN_CONFIG, "aggregation": "full-model", "transport": "fp16"}
     server = strategy(
-        "full-model", transport="fp16", optimizer=ServerOptimizer("fedadam")
+        "full-model", transport="fp16", optimizer=ServerOptimizer(Settings("fedadam"))
     )
     arrays, nodes = global_arrays(), contexts(config)
     for server_round in (1, 2):
@@ -185,3 +189,13 @@ def test_the_rounding_of_a_narrowed_copy_is_not_taken_for_an_update():
         for key, array in arrays.items():
             np.testing.assert_array_equal(moved[key].numpy(), array.numpy())
         arrays = moved
+
+
+def test_every_optimizer_the_config_accepts_exists_on_the_server():
+    assert tuple(DEFAULT_LEARNING_RATES) == SERVER_OPTIMIZERS
+    for name in SERVER_OPTIMIZERS:
+        optimizer = ServerOptimizer(Settings(name))
+        assert optimizer.learning_rate == DEFAULT_LEARNING_RATES[name]
+    assert ServerOptimizer(Settings("fedadam", learning_rate=0.3)).learning_rate == 0.3
+    with pytest.raises(ValueError, match="fedsgd"):
+        ServerOptimizer(Settings("fedsgd"))

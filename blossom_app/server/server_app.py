@@ -48,7 +48,7 @@ def main(grid: Grid, context: Context) -> None:
             evaluate_every=config.evaluate_every,
             seed=seed,
             transport=config.transport,
-            optimizer=ServerOptimizer.from_settings(config.server_optimizer),
+            optimizer=ServerOptimizer(config.server_optimizer),
         )
         model = build_model(
             config.task, config.task.modality_names, config.fusion, seed

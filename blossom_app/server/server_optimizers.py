@@ -11,7 +11,6 @@ and ``FedAdagrad`` (tested), including their step counting.
 """
 
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,44 +27,28 @@ DEFAULT_LEARNING_RATES = {
 }
 
 
-@dataclass
 class ServerOptimizer:
-    """One of ``common.config.SERVER_OPTIMIZERS``, with its hyperparameters and
-    per-key state.
+    """The optimizer ``settings`` name (one of ``common.config.SERVER_OPTIMIZERS``)
+    with its per-key state: momentum or m_t, v_t, and updates so far. One per
+    run, fresh.
 
-    ``learning_rate`` 0 means the optimizer's default (DEFAULT_LEARNING_RATES).
-    ``momentum`` is FedAvgM's; ``beta_1``, ``beta_2`` and ``tau`` the adaptive
-    optimizers' (first and second moment decay, and the denominator's floor).
+    A ``settings.learning_rate`` of 0 means the optimizer's default
+    (DEFAULT_LEARNING_RATES). ``momentum`` is FedAvgM's; ``beta_1``, ``beta_2``
+    and ``tau`` the adaptive optimizers' (first and second moment decay, and
+    the denominator's floor).
     """
 
-    name: str = "fedavg"
-    learning_rate: float = 0.0
-    momentum: float = 0.0
-    beta_1: float = 0.9
-    beta_2: float = 0.99
-    tau: float = 1e-3
-    # per-key state: momentum or m_t, v_t, updates so far (fresh in every copy
-    # made with dataclasses.replace: one optimizer per run)
-    first: dict[str, NDArray] = field(
-        init=False, default_factory=dict, repr=False, compare=False
-    )
-    second: dict[str, NDArray] = field(
-        init=False, default_factory=dict, repr=False, compare=False
-    )
-    steps: dict[str, int] = field(
-        init=False, default_factory=dict, repr=False, compare=False
-    )
-
-    @classmethod
-    def from_settings(cls, settings: ServerOptimizerSettings) -> "ServerOptimizer":
-        """A fresh optimizer (no state yet) with ``settings``: one per run."""
-        return cls(**asdict(settings))
-
-    def __post_init__(self) -> None:
+    def __init__(self, settings: ServerOptimizerSettings | None = None) -> None:
+        self.settings = settings or ServerOptimizerSettings()
+        self.name = self.settings.name
         if self.name not in DEFAULT_LEARNING_RATES:
             raise ValueError(f"unknown server optimizer {self.name!r}")
-        if not self.learning_rate:
-            self.learning_rate = DEFAULT_LEARNING_RATES[self.name]
+        self.learning_rate = (
+            self.settings.learning_rate or DEFAULT_LEARNING_RATES[self.name]
+        )
+        self.first: dict[str, NDArray] = {}
+        self.second: dict[str, NDArray] = {}
+        self.steps: dict[str, int] = {}
 
     def step(
         self,
@@ -93,30 +76,31 @@ class ServerOptimizer:
         return result
 
     def _move(self, key: str, value: NDArray, delta: NDArray) -> NDArray:
+        s = self.settings
         steps = self.steps[key] = self.steps.get(key, 0) + 1
         if self.name == "fedavgm":
             # Flower's convention: the first round's momentum is the gradient
             gradient = -delta
-            if self.momentum > 0:
+            if s.momentum > 0:
                 previous = self.first.get(key)
                 if previous is not None:
-                    gradient = self.momentum * previous + gradient
+                    gradient = s.momentum * previous + gradient
                 self.first[key] = gradient
             return value - self.learning_rate * gradient
-        m = self.beta_1 * self.first.get(key, 0.0) + (1 - self.beta_1) * delta
+        m = s.beta_1 * self.first.get(key, 0.0) + (1 - s.beta_1) * delta
         self.first[key] = m
         v = self.second.get(key, np.zeros_like(delta))
         squared = delta**2
         if self.name == "fedadam":
-            v = self.beta_2 * v + (1 - self.beta_2) * squared
+            v = s.beta_2 * v + (1 - s.beta_2) * squared
         elif self.name == "fedyogi":
-            v = v - (1.0 - self.beta_2) * squared * np.sign(v - squared)
+            v = v - (1.0 - s.beta_2) * squared * np.sign(v - squared)
         else:  # fedadagrad
             v = v + squared
         self.second[key] = v
         rate = self.learning_rate
         if self.name == "fedadam":  # bias correction, counted as Flower does
-            rate *= np.sqrt(1 - self.beta_2 ** (steps + 1.0)) / (
-                1 - self.beta_1 ** (steps + 1.0)
+            rate *= np.sqrt(1 - s.beta_2 ** (steps + 1.0)) / (
+                1 - s.beta_1 ** (steps + 1.0)
             )
-        return value + rate * m / (np.sqrt(v) + self.tau)
+        return value + rate * m / (np.sqrt(v) + s.tau)

@@ -8,9 +8,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from blossom_app.benchmarks import get_task
 from blossom_app.client.client_app import app as client_app
-from blossom_app.common.blocks import make_policy
 from blossom_app.common.modality_mix import parse_mix
 from blossom_app.common.model import build_model, parameter_keys
+from blossom_app.common.policies import make_policy
 from blossom_app.common.profile import NodeProfile
 from blossom_app.server.fleet import Fleet
 from blossom_app.server.strategy import BlockwiseStrategy

@@ -3,7 +3,6 @@ code path as the hub, refuses a schema mismatch naming the column, splits
 overlapping windows without leakage, and runs a two-round simulation with a mix
 that leaves clients without a modality."""
 
-import tomllib
 from pathlib import Path
 
 import datasets
@@ -15,7 +14,11 @@ from rounds import DEFAULTS
 from blossom_app.benchmarks import get_task
 from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.model import build_model
-from blossom_app.common.presets import available_presets, resolve_preset
+from blossom_app.common.presets import (
+    available_presets,
+    grid_presets,
+    resolve_preset,
+)
 from blossom_app.data import DataSettings, load_client_data
 from blossom_app.data.loading import load_task_dataset
 from blossom_app.data.splits import SPLIT_COLUMN, split_dataset
@@ -187,30 +190,27 @@ def test_two_rounds_run_with_clients_missing_a_modality(name, flwr_env, tmp_path
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
-def test_every_grid_cell_file_resolves_to_the_papers_setup(name):
-    """``flwr run . --run-config conf/<dataset>/<cell>.toml`` reproduces one
-    cell of the paper's grid; ``blossom sweep`` with the paper preset runs the
-    very same resolved config."""
-    cells = sorted((APP / "conf" / name).glob("*-*.toml"))
+def test_every_grid_cell_preset_resolves_to_the_papers_setup(name):
+    """``preset = "<partitioner>-<mix>-<policy>"`` reproduces one cell of the
+    paper's grid; ``blossom sweep`` with the paper preset runs the very same
+    resolved config."""
+    cells = grid_presets(name)
     assert len(cells) == 2 * 3 * 3
     assert available_presets(name) == ["paper"]
-    for path in cells:
-        cell = tomllib.loads(path.read_text())
-        resolved = resolve_preset({**DEFAULTS, **cell}, DEFAULTS)
+    for cell in cells:
+        chosen = {**DEFAULTS, "dataset": name, "preset": cell}
+        resolved = resolve_preset(chosen, DEFAULTS)
         config = ExperimentConfig.from_run_config(resolved, DEFAULTS)
         assert config.task.name == name and config.preset == "paper"
+        assert ExperimentConfig.from_run_config(chosen, DEFAULTS) == config
         assert (config.training.epochs, config.num_runs) == (1, 5)
         training = config.training
         recipe = (training.optimizer, training.learning_rate, training.weight_decay)
         assert recipe == PAPER_RECIPES[name]
-        assert path.stem == f"{config.data.partitioner}-{cell['modality-mix']}-" + (
-            config.policy.name
-        )
+        mix = resolved["modality-mix"]
+        assert cell == f"{config.data.partitioner}-{mix}-{config.policy.name}"
         [swept] = SweepGrid(
-            (name,),
-            (config.data.partitioner,),
-            (cell["modality-mix"],),
-            (cell["aggregation"],),
+            (name,), (config.data.partitioner,), (mix,), (config.policy.name,)
         ).cells(APP, Path("/results"), {"preset": "paper", "export-onnx": True})
         compared = {k: v for k, v in swept.resolved.items() if k != "results-dir"}
         assert compared == {k: v for k, v in resolved.items() if k != "results-dir"}

@@ -9,8 +9,8 @@ from blossom_app.common.blocks import (
     block_of,
     guard_outgoing,
     held_blocks,
-    make_policy,
 )
+from blossom_app.common.policies import make_policy
 from blossom_app.errors import ConfigError
 
 

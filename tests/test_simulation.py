@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime
 import pytest
 
-from blossom_app.common.blocks import POLICIES
+from blossom_app.common.policies import fixed_policies
 from blossom_app.reporting.csv_files import read_rows
 from blossom_app.tools.flwr_runner import run_app
 
@@ -33,6 +33,9 @@ VARIANTS = {
     "private-head": {"preset": "paper"},
     "private-head-fusion": {"personalization": "adaptive"},
 }
+
+
+POLICIES = fixed_policies()
 
 
 @pytest.mark.parametrize("policy", sorted(POLICIES))

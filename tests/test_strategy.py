@@ -27,9 +27,9 @@ from rounds import (
     strategy,
 )
 
-from blossom_app.common.blocks import make_policy
 from blossom_app.common.modality_mix import parse_mix
 from blossom_app.common.model import parameter_keys
+from blossom_app.common.policies import make_policy
 from blossom_app.server.fleet import Fleet
 from blossom_app.server.strategy import BlockwiseStrategy
 

@@ -3,17 +3,16 @@
 A block is a named group of parameters: ``encoder:<modality>``, ``fusion`` or
 ``head``, and ``normalization`` (the client's input statistics, buffers of no
 gradient). This module is the only place that maps a parameter key to its
-block. A policy says which blocks are private (never leave the client); every
-other block is shared (averaged on the server). ``normalization`` is private
-under every policy.
+block. A ``Policy`` says which blocks are private (never leave the client);
+every other block is shared (averaged on the server). ``normalization`` is
+private under every policy. The policies themselves are declared in
+``policies.py``.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flwr.app import ArrayRecord
-
-from blossom_app.errors import ConfigError
 
 HEAD = "head"
 FUSION = "fusion"
@@ -90,65 +89,6 @@ class Policy:
         return [key for key in keys if self.is_private_key(key)]
 
 
-POLICIES: dict[str, frozenset[str]] = {
-    "full-model": frozenset(),
-    "private-head": frozenset({HEAD}),
-    "private-head-fusion": frozenset({HEAD, FUSION}),
-}
-CUSTOM = "custom"
-#: Every block private: nothing is sent, nothing averaged. The no-federation
-#: baseline, run by the same app, data, model and schedule.
-LOCAL = "local"
-#: Not a federated policy: the pooled-data baseline (``centralized.py``),
-#: named like one so that its results sit beside the policies'.
-CENTRALIZED = "centralized"
-
-
-#: Suffix of a policy's name under adaptive personalization
-#: (``full-model+adaptive``): the same private blocks, chosen per client.
-ADAPTIVE_SUFFIX = "+adaptive"
-
-
-def make_policy(
-    name: str, private_blocks: str, modalities: Iterable[str], adaptive: bool = False
-) -> Policy:
-    """Build a policy from the run config's ``aggregation`` and ``private-blocks``
-    (named ``<aggregation>+adaptive`` under adaptive personalization).
-
-    ``custom`` takes a comma-separated list of private blocks, e.g.
-    ``"head,encoder:audio"``; each must be a block of the task (``modalities``);
-    ``local`` makes every block private.
-    """
-    policy = _policy(name, private_blocks, modalities)
-    if adaptive:
-        return Policy(policy.name + ADAPTIVE_SUFFIX, policy.private)
-    return policy
-
-
-def _policy(name: str, private_blocks: str, modalities: Iterable[str]) -> Policy:
-    if name in POLICIES or name == LOCAL:
-        if private_blocks:
-            raise ConfigError(
-                "private-blocks",
-                private_blocks,
-                "'' unless aggregation='custom'",
-                f"Policy '{name}' fixes its private blocks.",
-            )
-        private = held_blocks(modalities) if name == LOCAL else POLICIES[name]
-        return Policy(name, private)
-    if name != CUSTOM:
-        raise ConfigError("aggregation", name, ", ".join([*POLICIES, LOCAL, CUSTOM]))
-    known = sorted(held_blocks(modalities) - {NORMALIZATION})
-    chosen = frozenset(b.strip() for b in private_blocks.split(",") if b.strip())
-    if not chosen or not chosen <= set(known):
-        raise ConfigError(
-            "private-blocks",
-            private_blocks,
-            "a comma-separated subset of " + ", ".join(known),
-        )
-    return Policy(CUSTOM, chosen)
-
-
 class PrivateBlockLeak(RuntimeError):
     """Outgoing arrays carry a private block: the client refuses to send them."""
 
@@ -161,3 +101,4 @@ def guard_outgoing(record: ArrayRecord, policy: Policy) -> ArrayRecord:
             f"Refusing to send private keys under policy '{policy.name}': {leaked}"
         )
     return record
+

@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 
 from blossom_app.benchmarks import Task, get_task
-from blossom_app.common.blocks import Policy, make_policy
+from blossom_app.common.blocks import Policy
 from blossom_app.common.fusion import FUSIONS
 from blossom_app.common.modality_mix import ModalityMix, parse_mix
+from blossom_app.common.policies import ADAPTIVE, make_policy
 from blossom_app.common.presets import PRESET, Scalar, resolve_preset
 from blossom_app.common.training import CLIENT_OPTIMIZERS, TrainingSettings
 from blossom_app.common.transport import WIRE_DTYPES
@@ -22,7 +23,7 @@ from blossom_app.data import PARTITIONERS, DataSettings
 from blossom_app.errors import ConfigError
 
 #: How a client composes its personalized model (``personalization.py``).
-PERSONALIZATIONS = ("fixed", "adaptive")
+PERSONALIZATIONS = ("fixed", ADAPTIVE)
 #: Server optimizers (``server.server_optimizers``), by ``server-optimizer``.
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 
@@ -134,7 +135,7 @@ class ExperimentConfig:
 
     @property
     def adaptive(self) -> bool:
-        return self.personalization == "adaptive"
+        return self.personalization == ADAPTIVE
 
     @classmethod
     def from_run_config(
@@ -220,14 +221,14 @@ class ExperimentConfig:
                 # adaptive personalization chooses its blocks on held-out
                 # train windows; fixed policies hold none out
                 validation_fraction=validation_fraction
-                * (personalization == "adaptive"),
+                * (personalization == ADAPTIVE),
             ),
             mix=mix,
             policy=make_policy(
                 str(_get(config, "aggregation", str)),
                 str(_get(config, "private-blocks", str)),
                 task.modality_names,
-                adaptive=personalization == "adaptive",
+                adaptive=personalization == ADAPTIVE,
             ),
             fusion=fusion,
             num_server_rounds=num_server_rounds,

@@ -9,13 +9,22 @@ the preset, so one command combines both:
 preset itself (the ServerApp, every ClientApp, ``blossom`` commands), and the
 results record the resolved values, so ``blossom compare`` and sweeps see
 what actually ran.
+
+Every cell of the paper's grid is a preset too, of every dataset with a
+``paper`` preset, generated rather than written: ``<partitioner>-<mix>-<policy>``
+(``iid-3-3-4-private-head-fusion``, ``grid_cells``) is the ``paper`` preset
+with that ``partitioner``, ``modality-mix`` and policy (``aggregation``). It
+resolves to ``preset = "paper"`` and those keys, exactly what a sweep of the
+paper preset runs for that cell, so both are the same experiment.
 """
 
 import tomllib
 from collections.abc import Mapping
+from itertools import product
 from pathlib import Path
 
 from blossom_app import APP_DIR
+from blossom_app.common.policies import paper_policies, policy_keys
 from blossom_app.errors import ConfigError
 
 #: A run-config value.
@@ -24,6 +33,39 @@ Scalar = int | float | str | bool
 PRESET = "preset"
 #: Keys a preset may not set: they choose the preset.
 _FIXED = frozenset({PRESET, "dataset"})
+
+#: The preset the paper's grid cells build on: the paper's recipe.
+PAPER = "paper"
+#: The paper's grid: these partitioners x modality mixes x the registry's
+#: ``paper`` policies (``policies.py``); the default grid of ``blossom sweep``.
+GRID_PARTITIONERS = ("iid", "dirichlet")
+GRID_MIXES = ("0-0-10", "3-3-4", "5-5-0")
+
+
+def grid_cells() -> dict[str, dict[str, Scalar]]:
+    """Each cell of the paper's grid: its preset name,
+    ``<partitioner>-<mix>-<policy>``, and the run-config keys it sets over the
+    ``paper`` preset."""
+    return {
+        f"{partitioner}-{mix}-{policy}": {
+            "partitioner": partitioner,
+            "modality-mix": mix,
+            **policy_keys(policy),
+        }
+        for partitioner, mix, policy in product(
+            GRID_PARTITIONERS, GRID_MIXES, paper_policies()
+        )
+    }
+
+
+def _grid_allowed() -> str:
+    """The grid cells' names, as an error message lists them."""
+    return (
+        "a cell of the paper's grid, '<partitioner>-<mix>-<policy>' with "
+        f"partitioner {' | '.join(GRID_PARTITIONERS)}, "
+        f"mix {' | '.join(GRID_MIXES)}, "
+        f"policy {' | '.join(paper_policies())}"
+    )
 
 
 def app_defaults(app_dir: Path = APP_DIR) -> dict[str, Scalar]:
@@ -46,15 +88,24 @@ def preset_dir(dataset: str, app_dir: Path = APP_DIR) -> Path:
 
 
 def available_presets(dataset: str, app_dir: Path = APP_DIR) -> list[str]:
-    """The presets of ``dataset``: the files of its preset directory that do
-    not choose a preset themselves (those are grid cells, run with ``flwr run
-    . --run-config conf/<dataset>/<cell>.toml``)."""
+    """The preset files of ``dataset``: those of its preset directory that do
+    not choose a preset themselves (a plug-in may ship such run-config files
+    for ``flwr run . --run-config <file>``). The paper's grid cells are
+    generated, not files: ``grid_presets``."""
     found = []
     for path in sorted(preset_dir(dataset, app_dir).glob("*.toml")):
         with path.open("rb") as handle:
             if not _FIXED & set(tomllib.load(handle)):
                 found.append(path.stem)
     return found
+
+
+def grid_presets(dataset: str, app_dir: Path = APP_DIR) -> list[str]:
+    """The paper's grid cells as presets of ``dataset``: every cell where it
+    has a ``paper`` preset, else none."""
+    if not (preset_dir(dataset, app_dir) / f"{PAPER}.toml").is_file():
+        return []
+    return list(grid_cells())
 
 
 def resolve_preset(
@@ -66,24 +117,22 @@ def resolve_preset(
 
     A preset value is taken for every key whose value in ``run_config`` is the
     app's default (``defaults``, else read from the app's ``pyproject.toml``);
-    any other value was chosen by the user and stays. Resolving twice gives
-    the same result.
+    any other value was chosen by the user and stays. A grid cell's name
+    becomes ``preset = "paper"`` and the cell's keys (``grid_cells``).
+    Resolving twice gives the same result.
     """
     resolved = dict(run_config)
     name = str(resolved.get(PRESET, ""))
     if not name:
         return resolved
     dataset = str(resolved.get("dataset", ""))
-    path = preset_dir(dataset, app_dir) / f"{name}.toml"
+    directory = preset_dir(dataset, app_dir)
+    path = directory / f"{name}.toml"
+    cell: dict[str, Scalar] = {}
     if not path.is_file():
-        found = ", ".join(available_presets(dataset, app_dir)) or "none"
-        raise ConfigError(
-            PRESET,
-            name,
-            f"'' or a preset of dataset '{dataset}': {found}",
-            f"A preset is a file conf/{dataset}/<name>.toml in the app directory "
-            "(a plug-in's: <name>.toml in its Task's presets directory).",
-        )
+        cell = _grid_cell(name, dataset, app_dir)
+        resolved[PRESET] = PAPER
+        path = directory / f"{PAPER}.toml"
     with path.open("rb") as handle:
         values = tomllib.load(handle)
     if defaults is None:
@@ -99,4 +148,27 @@ def resolve_preset(
     for key, value in values.items():
         if resolved.get(key, defaults[key]) == defaults[key]:
             resolved[key] = value
+    for key, value in cell.items():  # as the user's own keys: over the preset's
+        if run_config.get(key, defaults[key]) == defaults[key]:
+            resolved[key] = value
     return resolved
+
+
+def _grid_cell(name: str, dataset: str, app_dir: Path) -> dict[str, Scalar]:
+    """The keys of grid cell ``name`` of ``dataset``; a ConfigError naming
+    the dataset's presets and the grid's parts where it is none."""
+    cells = grid_cells() if grid_presets(dataset, app_dir) else {}
+    if name in cells:
+        return cells[name]
+    found = ", ".join(available_presets(dataset, app_dir)) or "none"
+    allowed = f"'' or a preset of dataset '{dataset}': {found}"
+    if cells:
+        allowed += f"; or {_grid_allowed()}"
+    raise ConfigError(
+        PRESET,
+        name,
+        allowed,
+        f"A preset is a file conf/{dataset}/<name>.toml in the app directory "
+        "(a plug-in's: <name>.toml in its Task's presets directory)"
+        + (", or a cell of the paper's grid over its paper.toml." if cells else "."),
+    )

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from blossom_app.common.blocks import CENTRALIZED
 from blossom_app.common.metrics import CLIENT_METRICS
+from blossom_app.common.policies import Baseline, baseline, policy_order
 from blossom_app.reporting.comparison_plots import (
     Bar,
     comparison_bars,
@@ -33,10 +33,6 @@ from blossom_app.reporting.layout import (
 )
 from blossom_app.reporting.plots import modality_colors, policy_colors, series
 from blossom_app.reporting.variants import variants
-
-BASELINE = "full-model"
-#: Training alone: the row every federated policy must beat.
-LOCAL = "local"
 
 #: Compared columns of the averaged aggregated_metrics.csv -> header text.
 COMPARED = {
@@ -122,24 +118,20 @@ def megabytes_per_round(experiment: Path) -> float:
     return sum(per_run) / len(per_run) if per_run else math.nan
 
 
-def _policy_order(policy: str) -> tuple[int, str]:
-    """full-model, local, centralized, then the other policies by name."""
-    return {BASELINE: 0, LOCAL: 1, CENTRALIZED: 2}.get(policy, 3), policy
-
-
 def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object]]:
     """One row per mix, variant and policy: runs, final round, and per compared
     metric ``<metric>_mean``, ``<metric>_std``, ``<metric>_gain_pct`` (relative
     gain over ``full-model`` of the same mix and variant),
     ``<metric>_gain_local_pct`` (over ``local``), then ``mb_per_round``."""
     chosen = sorted(
-        experiments, key=lambda e: (e.mix, e.variant, _policy_order(e.policy))
+        experiments, key=lambda e: (e.mix, e.variant, policy_order(e.policy))
     )
     finals = {(e.mix, e.variant, e.policy): e for e in chosen}
+    gains, local = baseline(Baseline.GAINS), baseline(Baseline.NO_FEDERATION)
     table = []
     for experiment in chosen:
-        baseline = finals.get((experiment.mix, experiment.variant, BASELINE))
-        alone = finals.get((experiment.mix, experiment.variant, LOCAL))
+        base_row = finals.get((experiment.mix, experiment.variant, gains))
+        alone = finals.get((experiment.mix, experiment.variant, local))
         row: dict[str, object] = {
             "mix": experiment.mix,
             "variant": experiment.variant,
@@ -149,7 +141,7 @@ def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object
         }
         for column in COMPARED:
             _, mean, std = final(experiment.aggregated, column)
-            base = final(baseline.aggregated, column)[1] if baseline else math.nan
+            base = final(base_row.aggregated, column)[1] if base_row else math.nan
             row[f"{column}_mean"] = mean
             row[f"{column}_std"] = std
             row[f"{column}_gain_pct"] = relative_gain(mean, base)
@@ -162,15 +154,16 @@ def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object
 
 def _cells(table: Sequence[Mapping[str, object]]) -> tuple[list[str], list[list[str]]]:
     """Header and text cells shared by the printed and the markdown table."""
-    gains = {"_gain_pct": BASELINE}
-    if any(row["policy"] == LOCAL for row in table):
-        gains["_gain_local_pct"] = LOCAL
+    gains = {"_gain_pct": baseline(Baseline.GAINS)}
+    local = baseline(Baseline.NO_FEDERATION)
+    if any(row["policy"] == local for row in table):
+        gains["_gain_local_pct"] = local
     cell_columns = ["mix", "policy", "runs", "rounds"]
     if any(row["variant"] for row in table):
         cell_columns.insert(1, "variant")
     header = list(cell_columns)
     for text in COMPARED.values():
-        header += [text, *(f"vs {baseline}" for baseline in gains.values())]
+        header += [text, *(f"vs {base}" for base in gains.values())]
     header.append("MB/round")
     rows = []
     for row in table:
@@ -178,9 +171,9 @@ def _cells(table: Sequence[Mapping[str, object]]) -> tuple[list[str], list[list[
         for column in COMPARED:
             mean, std = row[f"{column}_mean"], row[f"{column}_std"]
             cells.append(f"{mean:.3f}" + ("" if math.isnan(std) else f" ± {std:.3f}"))
-            for suffix, baseline in gains.items():
+            for suffix, base in gains.items():
                 gain = row[f"{column}{suffix}"]
-                if row["policy"] == baseline:
+                if row["policy"] == base:
                     cells.append("(base)")
                 else:
                     cells.append("n/a" if math.isnan(gain) else f"{gain:+.1f} %")
@@ -225,16 +218,17 @@ def _bars(
         ]
         for policy in policies
     }
-    baseline = finals.get(BASELINE, [None] * len(groups))
+    gains = baseline(Baseline.GAINS)
+    bases = finals.get(gains, [None] * len(groups))
     bars: dict[str, list[Bar | None]] = {}
     for policy, values in finals.items():
         bars[policy] = []
-        for value, base in zip(values, baseline, strict=True):
+        for value, base in zip(values, bases, strict=True):
             if value is None:
                 bars[policy].append(None)
                 continue
             gain = relative_gain(value[1], base[1] if base else math.nan)
-            note = "" if policy == BASELINE or math.isnan(gain) else f"{gain:+.0f} %"
+            note = "" if policy == gains or math.isnan(gain) else f"{gain:+.0f} %"
             bars[policy].append(Bar(value[1], value[2], note))
     return bars
 
@@ -242,7 +236,7 @@ def _bars(
 def _plot(out: Path, experiments: Sequence[Experiment], title: str) -> list[Path]:
     by_cell = {(e.group, e.policy): e for e in experiments}
     mixes = sorted({e.group for e in experiments})
-    policies = sorted({e.policy for e in experiments}, key=_policy_order)
+    policies = sorted({e.policy for e in experiments}, key=policy_order)
     colors = policy_colors(policies)
     written = []
     for column, text in COMPARED.items():

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from blossom_app.common.metrics import CLIENT_METRICS, column
+from blossom_app.common.policies import Baseline, baseline
 from blossom_app.common.protocol import OWN_BLOCKS
 from blossom_app.reporting.csv_files import number
 
@@ -108,10 +109,11 @@ def modality_colors(labels: Iterable[str]) -> dict[str, str]:
 
 
 def policy_colors(policies: Sequence[str]) -> dict[str, str]:
-    """A colour per policy, in the given order: ``full-model`` (the baseline)
-    grey, the others in palette order."""
+    """A colour per policy, in the given order: the baseline of the gains
+    (``full-model``, ``policies.py``) grey, the others in palette order."""
+    base = baseline(Baseline.GAINS)
     others = iter(POLICY_PALETTE * len(policies))
-    return {p: BASELINE_COLOR if p == "full-model" else next(others) for p in policies}
+    return {p: BASELINE_COLOR if p == base else next(others) for p in policies}
 
 
 def _legend_label(line: Series) -> str:

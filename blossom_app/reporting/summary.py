@@ -4,6 +4,7 @@ and where each run's exported models are."""
 
 from pathlib import Path
 
+from blossom_app.common.policies import CENTRALIZED
 from blossom_app.common.protocol import STATUS, WRITTEN
 from blossom_app.reporting.csv_files import read_rows
 from blossom_app.reporting.layout import (
@@ -34,7 +35,7 @@ def final_table(experiment: Path) -> str:
     last = final["round"]
     header = f"{'modalities':<16} {'clients':>7}  {'accuracy':<15}  {'macro-F1':<15}"
     # the centralized baseline's models are shared by every client of a set
-    centralized = labels(experiment)["aggregation"] == "centralized"
+    centralized = labels(experiment)["aggregation"] == CENTRALIZED
     kind = "Models" if centralized else "Personalized models"
     lines = [
         f"{kind} after round {last} ({describe(experiment)}, {final['runs']} run(s)):",

@@ -23,9 +23,10 @@ import torch
 from flwr.supercore import log
 
 from blossom_app.common import metrics as m
-from blossom_app.common.blocks import CENTRALIZED, Policy
+from blossom_app.common.blocks import Policy
 from blossom_app.common.config import ExperimentConfig, Scalar
 from blossom_app.common.model import build_model
+from blossom_app.common.policies import CENTRALIZED
 from blossom_app.common.profile import NodeProfile
 from blossom_app.common.training import (
     Evaluation,

@@ -4,9 +4,10 @@ what a results directory holds and the config it ran with."""
 from pathlib import Path
 
 from blossom_app.benchmarks import all_tasks
-from blossom_app.common.blocks import CENTRALIZED, CUSTOM, LOCAL, POLICIES, held_blocks
+from blossom_app.common.blocks import NORMALIZATION, held_blocks
 from blossom_app.common.config import toml_value
 from blossom_app.common.fusion import FUSIONS
+from blossom_app.common.policies import ADAPTIVE, ADAPTIVE_SUFFIX, policy_specs
 from blossom_app.common.presets import available_presets
 from blossom_app.data import PARTITIONERS
 from blossom_app.reporting.layout import (
@@ -37,18 +38,16 @@ def describe_app() -> str:
         presets = ", ".join(available_presets(task.name)) or "none"
         lines.append(f"    presets (run config 'preset'): {presets}")
     lines.append("Policies (run config 'aggregation'): private blocks")
-    for name, private in POLICIES.items():
-        lines.append(f"  {name:<20} {', '.join(sorted(private)) or 'none'}")
-    lines.append(f"  {LOCAL:<20} all (nothing is sent: the no-federation baseline)")
-    lines.append(f"  {CUSTOM:<20} the run config's 'private-blocks'")
+    specs = policy_specs()
+    for spec in (s for s in specs if s.aggregation):
+        lines.append(f"  {spec.name:<20} {spec.describe()}")
     lines.append(
-        "  (every policy keeps 'normalization' private; personalization='adaptive' "
-        "lets each client choose per shared block: '<policy>+adaptive')"
+        f"  (every policy keeps '{NORMALIZATION}' private; "
+        f"personalization='{ADAPTIVE}' lets each client choose per shared block: "
+        f"'<policy>{ADAPTIVE_SUFFIX}')"
     )
-    lines.append(
-        f"  {CENTRALIZED:<20} not a policy: the pooled-data baseline "
-        "(`blossom centralized`, or a policy of `blossom sweep`)"
-    )
+    for spec in (s for s in specs if not s.aggregation):
+        lines.append(f"  {spec.name:<20} {spec.describe()}")
     lines.append(f"Fusions: {', '.join(FUSIONS)}")
     lines.append(f"Partitioners: {', '.join(PARTITIONERS)}")
     return "\n".join(lines)

@@ -15,9 +15,15 @@ from itertools import product
 from pathlib import Path
 from statistics import fmean
 
-from blossom_app.common.blocks import ADAPTIVE_SUFFIX, CENTRALIZED, Policy
+from blossom_app.common.blocks import Policy
 from blossom_app.common.config import ExperimentConfig, Scalar
-from blossom_app.common.presets import app_defaults, resolve_preset
+from blossom_app.common.policies import CENTRALIZED, policy_keys, swept_policies
+from blossom_app.common.presets import (
+    GRID_MIXES,
+    GRID_PARTITIONERS,
+    app_defaults,
+    resolve_preset,
+)
 from blossom_app.errors import ConfigError
 from blossom_app.reporting.compare import Comparison, compare
 from blossom_app.reporting.layout import cell_dir, find_experiments, read_config
@@ -25,18 +31,6 @@ from blossom_app.tools.flwr_runner import RunOutcome, run_app
 
 #: Run-config keys that say where results go, not what was run.
 NOT_COMPARED = frozenset({"results-dir"})
-
-
-def policy_keys(policy: str) -> dict[str, Scalar]:
-    """The run-config keys of a grid's policy: an ``aggregation``, with
-    ``personalization = "adaptive"`` when named ``<aggregation>+adaptive``;
-    none for ``centralized`` (it sends nothing: the policy does not matter)."""
-    if policy == CENTRALIZED:
-        return {}
-    if policy.endswith(ADAPTIVE_SUFFIX):
-        aggregation = policy.removesuffix(ADAPTIVE_SUFFIX)
-        return {"aggregation": aggregation, "personalization": "adaptive"}
-    return {"aggregation": policy}
 
 
 @dataclass(frozen=True)
@@ -90,18 +84,13 @@ class SweepGrid:
 
     The defaults are the paper's grid per dataset, 2 partitioners x 3 mixes x
     3 policies, plus the ``local`` baseline (training alone) on each partitioner
-    and mix: 24 experiments.
+    and mix: 24 experiments (the registry's ``swept`` policies, ``policies.py``).
     """
 
     datasets: tuple[str, ...] = ("watch",)
-    partitioners: tuple[str, ...] = ("iid", "dirichlet")
-    mixes: tuple[str, ...] = ("0-0-10", "3-3-4", "5-5-0")
-    policies: tuple[str, ...] = (
-        "full-model",
-        "private-head",
-        "private-head-fusion",
-        "local",
-    )
+    partitioners: tuple[str, ...] = GRID_PARTITIONERS
+    mixes: tuple[str, ...] = GRID_MIXES
+    policies: tuple[str, ...] = field(default_factory=lambda: tuple(swept_policies()))
 
     def cells(
         self, app_dir: Path, root: Path, overrides: Mapping[str, Scalar]

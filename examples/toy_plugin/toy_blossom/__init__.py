@@ -1,4 +1,4 @@
-"""toy_blossom: a BLOSSOM dataset plug-in, start to finish (README, Datasets).
+"""toy_blossom: a BLOSSOM dataset plug-in, start to finish (docs/datasets.md).
 
 Two modalities, ``left`` and ``right`` (8 time steps x 2 channels each), two
 classes, a subject per row. ``build(path)`` writes a small dataset of that

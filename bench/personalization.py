@@ -31,7 +31,7 @@ Resumable: results stay under ``--root`` (default
 ``bench/results/personalization``, one folder per recipe), a finished cell is
 never run again, and RESULTS.md's section is rewritten after every stage, so an
 interrupted bench keeps what it measured and picks up where it stopped (and the
-README's table, between its markers). The
+table of ``docs/personalization.md``, between its markers). The
 summaries of finished experiments are also copied to ``bench/personalization/``
 (committed), from which a bench on another machine resumes. Cells
 run in order of importance (see ``stages``): the rows the target needs for
@@ -51,7 +51,7 @@ from pathlib import Path
 
 import harness
 
-from blossom_app.common.blocks import CENTRALIZED
+from blossom_app.common.policies import CENTRALIZED
 from blossom_app.reporting.compare import Experiment, final
 from blossom_app.reporting.layout import (
     AGGREGATED,
@@ -68,8 +68,9 @@ TITLE = "Personalization vs training alone (`bench/personalization.py`)"
 #: The finished experiments' summaries, kept in the repository: a bench on a
 #: fresh machine starts from them instead of from nothing.
 KEPT = harness.BENCH / "personalization"
-README = harness.APP / "README.md"
-README_START, README_END = (
+#: The document that shows the table (and the target verdicts) between markers.
+TABLE_DOC = harness.APP / "docs" / "personalization.md"
+TABLE_START, TABLE_END = (
     "<!-- personalization-table -->",
     "<!-- /personalization-table -->",
 )
@@ -171,10 +172,8 @@ def keep(source: Path, target: Path) -> None:
             shutil.copyfile(experiment / name, copy / name)
 
 
-def replace_readme_table(
-    table: str, verdicts: list[dict], readme: Path = README
-) -> None:
-    """Put the table and the target verdicts between the README's markers."""
+def replace_doc_table(table: str, verdicts: list[dict], doc: Path = TABLE_DOC) -> None:
+    """Put the table and the target verdicts between ``doc``'s markers."""
     lines = [table, ""]
     for v in verdicts:
         central = v["gap_to_centralized"]
@@ -187,10 +186,10 @@ def replace_readme_table(
             f"- {v['split']}: default policy vs local {points(v['gain_over_local'])} "
             f"points (runs' spread {v['spread'] * 100:.1f}); {central}."
         )
-    text = readme.read_text(encoding="utf-8")
-    start = text.index(README_START) + len(README_START)
-    end = text.index(README_END)
-    readme.write_text(
+    text = doc.read_text(encoding="utf-8")
+    start = text.index(TABLE_START) + len(TABLE_START)
+    end = text.index(TABLE_END)
+    doc.write_text(
         text[:start] + "\n" + "\n".join(lines).strip() + "\n" + text[end:],
         encoding="utf-8",
     )
@@ -362,7 +361,7 @@ def main() -> None:
             args, TITLE, intro, table, host, {**data, "verdicts": verdicts}
         )
         if not args.quick:
-            replace_readme_table(table, verdicts)
+            replace_doc_table(table, verdicts)
         print(
             f"{NAME}: {recipe}/{mix}/{split}/{'+'.join(group)} done; {out}", flush=True
         )

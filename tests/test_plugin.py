@@ -1,4 +1,4 @@
-"""A dataset added without editing the package: the README's plug-in example
+"""A dataset added without editing the package: docs/datasets.md's plug-in example
 (``examples/toy_plugin``), registered as an installed package registers it (a
 ``dist-info`` with its entry point on the path), then run through a real
 ``flwr run`` with a mix that leaves clients without a modality."""

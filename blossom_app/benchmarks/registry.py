@@ -111,7 +111,7 @@ def get_task(name: str) -> Task:
             name,
             ", ".join(references) + ", or '<module>:<attribute>' naming a Task",
             f"Plug-in datasets register under the entry point group "
-            f"'{ENTRY_POINT_GROUP}' (see README, Datasets).",
+            f"'{ENTRY_POINT_GROUP}' (see docs/datasets.md, the plug-in API).",
         )
     task = _resolve(references[name], name)
     if task.name != name:

@@ -1,5 +1,5 @@
 """Names both apps must agree on beyond Flower's own: the query message types
-and the records of their replies (see the message table in the README).
+and the records of their replies (the message table: docs/architecture.md).
 
 ``train`` and ``evaluate`` use Flower's message types; their records are
 ``arrays``, ``config`` and ``metrics`` (metric keys in ``metrics.py``).

@@ -2,8 +2,8 @@
 
 Hub dataset ``BLOSSOM-framework/UCI-HAR`` (columns ``acc``, ``gyro``: 128 time
 steps x 3 axes at 50 Hz, 2.56 s windows overlapping by 50 %; ``label``: 0-5).
-Schema facts and their sources: ``benchmarks/SOURCES.md`` and the README's
-dataset table. The windows overlap, so the train/test split cuts each
+Schema facts and their sources: ``benchmarks/SOURCES.md`` and the dataset
+table of docs/datasets.md. The windows overlap, so the train/test split cuts each
 subject's windows in order (all rows in order when there is no ``subject``
 column). Model: the paper's HAR encoder per modality, attention fusion to 256,
 head 256-64-6; the paper reports macro-F1.

@@ -43,7 +43,6 @@ from blossom_app.reporting.output import (
 )
 from blossom_app.reporting.run_record import RunRecord
 from blossom_app.tools import cli
-from blossom_app.tools.sweep import SweepGrid
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -190,14 +189,10 @@ def blossom_problem(words: list[str]) -> str | None:
     except SystemExit as exit:
         return f"blossom refuses it (exit {exit.code})"
     if args.command == "sweep":
-        grid = SweepGrid(
-            tuple(args.datasets),
-            tuple(args.partitioners),
-            tuple(args.mixes),
-            tuple(args.policies),
-        )
         try:
-            grid.cells(APP, APP / "unused-results", parse_config_args(args.run_config))
+            cli.sweep_grid(args).cells(
+                APP, APP / "unused-results", parse_config_args(args.run_config)
+            )
         except ConfigError as error:
             return str(error)
         return None

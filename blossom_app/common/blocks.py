@@ -101,4 +101,3 @@ def guard_outgoing(record: ArrayRecord, policy: Policy) -> ArrayRecord:
             f"Refusing to send private keys under policy '{policy.name}': {leaked}"
         )
     return record
-

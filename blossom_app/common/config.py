@@ -220,8 +220,7 @@ class ExperimentConfig:
                 test_fraction=test_fraction,
                 # adaptive personalization chooses its blocks on held-out
                 # train windows; fixed policies hold none out
-                validation_fraction=validation_fraction
-                * (personalization == ADAPTIVE),
+                validation_fraction=validation_fraction * (personalization == ADAPTIVE),
             ),
             mix=mix,
             policy=make_policy(

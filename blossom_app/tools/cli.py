@@ -107,6 +107,16 @@ def _centralized(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_grid(args: argparse.Namespace) -> SweepGrid:
+    """The grid a parsed ``blossom sweep`` command line asks for."""
+    return SweepGrid(
+        tuple(args.datasets),
+        tuple(args.partitioners),
+        tuple(args.mixes),
+        tuple(args.policies),
+    )
+
+
 def _sweep(args: argparse.Namespace) -> int:
     root = results_root(args.results_dir)
     overrides = _overrides("sweep", args.run_config)
@@ -117,14 +127,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.num_runs is not None:
         overrides["num-runs"] = args.num_runs
     app = args.app.resolve()
-    grid = SweepGrid(
-        tuple(args.datasets),
-        tuple(args.partitioners),
-        tuple(args.mixes),
-        tuple(args.policies),
-    )
     try:
-        cells = grid.cells(app, root, overrides)
+        cells = sweep_grid(args).cells(app, root, overrides)
     except ConfigError as error:
         print(f"blossom sweep: {error}", file=sys.stderr)
         return 2

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from blossom_app.benchmarks import get_task
-from blossom_app.common.config import ExperimentConfig, NodeConfig
+from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.modality_mix import parse_mix
+from blossom_app.common.node_config import NodeConfig
 from blossom_app.errors import ConfigError
 
 DEFAULTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())[

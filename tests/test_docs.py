@@ -31,7 +31,8 @@ from flwr.common.config import parse_config_args
 from blossom_app.benchmarks import registered
 from blossom_app.benchmarks.watch import WATCH
 from blossom_app.common import metrics, protocol
-from blossom_app.common.config import ExperimentConfig, NodeConfig
+from blossom_app.common.config import ExperimentConfig
+from blossom_app.common.node_config import NodeConfig
 from blossom_app.common.profile import NodeProfile
 from blossom_app.errors import ConfigError
 from blossom_app.reporting import layout

@@ -17,7 +17,7 @@ import yaml
 from federation import EDGE, cli_flags, command_options
 
 from blossom_app.benchmarks.watch import WATCH
-from blossom_app.common.config import NodeConfig
+from blossom_app.common.node_config import NodeConfig
 from blossom_app.data import load_task_dataset
 
 README = EDGE / "README.md"

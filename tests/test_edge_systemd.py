@@ -20,7 +20,7 @@ from federation import (
 )
 
 from blossom_app.benchmarks.watch import WATCH
-from blossom_app.common.config import NodeConfig
+from blossom_app.common.node_config import NodeConfig
 
 UNITS = sorted((EDGE / "systemd").glob("*.service"))
 SUPERLINK = EDGE / "systemd" / "blossom-superlink.service"

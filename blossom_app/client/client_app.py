@@ -73,9 +73,8 @@ def evaluate_handler(msg: Message, context: Context) -> Message:
 def export_handler(msg: Message, context: Context) -> Message:
     """Export the personalized model on this node; reply with metadata only
     (the files hold private blocks and stay here)."""
-    from blossom_app.client.node_export import (
-        export_on_node,  # torch.onnx, onnx, onnxruntime
-    )
+    # torch.onnx, onnx, onnxruntime
+    from blossom_app.client.node_export import export_on_node
 
     client = LocalClient.from_context(context)
     config = msg.content["config"]

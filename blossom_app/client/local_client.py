@@ -20,8 +20,9 @@ from blossom_app import __version__
 from blossom_app.client.client_state import PrivateState, load_private, save_private
 from blossom_app.client.personalization import choose_blocks, describe_own
 from blossom_app.common.blocks import block_of, format_modalities, guard_outgoing
-from blossom_app.common.config import ExperimentConfig, NodeConfig, Scalar
+from blossom_app.common.config import ExperimentConfig, Scalar
 from blossom_app.common.model import MultimodalModel, build_model
+from blossom_app.common.node_config import NodeConfig
 from blossom_app.common.profile import NodeProfile
 from blossom_app.common.protocol import OWN_BLOCKS
 from blossom_app.common.training import (

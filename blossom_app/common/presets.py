@@ -80,9 +80,8 @@ def preset_dir(dataset: str, app_dir: Path = APP_DIR) -> Path:
     built_in = app_dir / "conf" / dataset
     if built_in.is_dir():
         return built_in
-    from blossom_app.benchmarks import (
-        get_task,  # the registry imports plug-ins: only here
-    )
+    # the registry imports plug-ins: only here
+    from blossom_app.benchmarks import get_task
 
     return get_task(dataset).presets or built_in
 

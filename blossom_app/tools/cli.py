@@ -88,9 +88,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _centralized(args: argparse.Namespace) -> int:
-    from blossom_app.tools.centralized import (
-        run_centralized,  # torch: only for this command
-    )
+    # torch: only for this command
+    from blossom_app.tools.centralized import run_centralized
 
     overrides = _overrides("centralized", args.run_config)
     if overrides is None:

@@ -146,9 +146,8 @@ def _duration(seconds: float) -> str:
 
 def _run_centralized(cell: Cell) -> RunOutcome:
     """Train ``cell``'s centralized baseline here, its outcome told as a run's."""
-    from blossom_app.tools.centralized import (
-        run_centralized,  # torch: only for such a cell
-    )
+    # torch: only for such a cell
+    from blossom_app.tools.centralized import run_centralized
 
     try:
         run_centralized(cell.config, cell.resolved)

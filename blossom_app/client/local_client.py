@@ -53,7 +53,8 @@ def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
     experiment = ExperimentConfig.from_run_config(dict(run_config))
     node = NodeConfig.from_node_config(dict(node_config), experiment.task)
     modalities = node.client_modalities(experiment.mix)
-    data = load_client_data(*node.client_data(experiment.data), modalities)
+    settings, partition_id = node.client_data(experiment.data)
+    data = load_client_data(settings, partition_id, modalities)
     return ClientSetup(experiment, node, modalities, data)
 
 

@@ -12,7 +12,10 @@ from blossom_app.common.modality_mix import parse_mix
 from blossom_app.common.model import build_model, parameter_keys
 from blossom_app.common.policies import make_policy
 from blossom_app.common.profile import NodeProfile
+from blossom_app.common.protocol import EXPERIMENT
 from blossom_app.server.fleet import Fleet
+from blossom_app.server.server_optimizers import ServerOptimizer
+from blossom_app.server.server_state import ServerState
 from blossom_app.server.strategy import BlockwiseStrategy
 
 WATCH = get_task("watch")
@@ -37,15 +40,26 @@ def profiles() -> dict[int, NodeProfile]:
     }
 
 
-def strategy(policy: str, **kwargs) -> BlockwiseStrategy:
+def strategy(
+    policy: str, seed: int = 0, optimizer: ServerOptimizer | None = None, **kwargs
+) -> BlockwiseStrategy:
+    """The real strategy over the three NODES, fresh (sampling seeded with
+    ``seed``, ``optimizer``'s state empty)."""
     kwargs.setdefault("transport", RUN_CONFIG["transport"])
+    fleet = Fleet(profiles(), parse_mix("1-1-1", WATCH), timeout=60)
     return BlockwiseStrategy(
         make_policy(policy, "", WATCH.modality_names),
-        Fleet(profiles(), parse_mix("1-1-1", WATCH), timeout=60),
+        fleet,
         cache(partial(parameter_keys, WATCH, fusion="attention")),
         num_rounds=2,
+        state=ServerState.fresh(fleet.profiles, seed=seed, optimizer=optimizer),
         **kwargs,
     )
+
+
+def round_config(run_index: int = 0, **values) -> ConfigRecord:
+    """What the ServerApp puts in every message's config: run and experiment."""
+    return ConfigRecord({"run-index": run_index, EXPERIMENT: "tests", **values})
 
 
 def global_arrays(seed: int = 42) -> ArrayRecord:
@@ -74,7 +88,7 @@ def train_round(
     run_index: int = 0,
 ) -> tuple[list[Message], ArrayRecord | None]:
     """Send, train on every node, aggregate; return the replies and new arrays."""
-    config = ConfigRecord({"run-index": run_index})
+    config = round_config(run_index)
     messages = server.configure_train(server_round, arrays, config, LocalGrid(nodes))
     replies = [client_app(msg, nodes[msg.metadata.dst_node_id]) for msg in messages]
     new_arrays, _ = server.aggregate_train(server_round, replies)

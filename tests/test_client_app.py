@@ -4,13 +4,14 @@ reset with a new run, survive a restart through state-dir, never leave."""
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, RecordDict
+from flwr.app import Context, RecordDict
 from rounds import (
     NODES,
     RUN_CONFIG,
     LocalGrid,
     contexts,
     global_arrays,
+    round_config,
     strategy,
     train_round,
 )
@@ -47,14 +48,12 @@ def test_private_blocks_persist_across_rounds_and_differ_between_clients():
     for node_id, ctx in nodes.items():
         msg = next(
             m
-            for m in server.configure_train(
-                2, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
-            )
+            for m in server.configure_train(2, arrays, round_config(), LocalGrid())
             if m.metadata.dst_node_id == node_id
         )
-        model = LocalClient.from_context(ctx).personalized_model(
-            0, msg.content["arrays"]
-        )
+        client = LocalClient.from_context(ctx)
+        private = client.private_store(round_config()).load(up_to=1)
+        model = client.personalized_model(0, msg.content["arrays"], private)
         for key, value in after_round_1[node_id].items():
             np.testing.assert_array_equal(model.state_dict()[key].numpy(), value)
     # ... and training moves them further
@@ -71,9 +70,7 @@ def test_private_blocks_persist_across_rounds_and_differ_between_clients():
 def test_personalized_evaluation_uses_the_private_blocks():
     server, nodes = strategy("private-head"), contexts()
     _, arrays = train_round(server, global_arrays(), nodes, server_round=1)
-    messages = server.configure_evaluate(
-        2, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
-    )
+    messages = server.configure_evaluate(2, arrays, round_config(), LocalGrid())
     results = {}
     for msg in messages:
         context = nodes[msg.metadata.dst_node_id]
@@ -114,16 +111,15 @@ def test_state_dir_keeps_personalization_across_a_supernode_restart(tmp_path):
         node_id: Context(1, node_id, ctx.node_config, RecordDict(), RUN_CONFIG)
         for node_id, ctx in nodes.items()
     }
-    messages = server.configure_evaluate(
-        1, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
-    )
+    messages = server.configure_evaluate(1, arrays, round_config(), LocalGrid())
     for msg in messages:
         node_id = msg.metadata.dst_node_id
         assert (
             client_app(msg, restarted[node_id]).content["metrics"]["test-loss"]
             == client_app(msg, nodes[node_id]).content["metrics"]["test-loss"]
         )
-    [saved_file] = (tmp_path / f"node-{GYRO}" / "partition-1-gyro").glob("*.npz")
+    folder = tmp_path / f"node-{GYRO}" / "partition-1-gyro"
+    [saved_file] = folder.glob("*/run-0/round-1.npz")  # <experiment>/run-0
     with np.load(saved_file) as on_disk:
         for key, value in saved.items():
             np.testing.assert_array_equal(on_disk[key], value)
@@ -139,9 +135,7 @@ def test_unknown_node_config_modality_is_an_error_reply_naming_the_fix(bad):
     server = strategy("full-model")
     nodes = contexts()
     nodes[ACC].node_config["modalities"] = bad
-    messages = server.configure_train(
-        1, global_arrays(), ConfigRecord({"run-index": 0}), LocalGrid()
-    )
+    messages = server.configure_train(1, global_arrays(), round_config(), LocalGrid())
     msg = next(m for m in messages if m.metadata.dst_node_id == ACC)
     with pytest.raises(ConfigError, match="'modalities'.*--node-config"):
         client_app(msg, nodes[ACC])

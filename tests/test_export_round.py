@@ -6,7 +6,7 @@ import json
 import numpy as np
 import onnxruntime as ort
 import torch
-from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, RecordDict
 from rounds import (
     NODES,
     RUN_CONFIG,
@@ -14,6 +14,7 @@ from rounds import (
     contexts,
     global_arrays,
     reply,
+    round_config,
     strategy,
     train_round,
 )
@@ -37,8 +38,8 @@ def test_every_node_exports_its_personalized_model_and_sends_no_arrays(tmp_path)
     server, nodes, arrays = trained(policy)
     models = tmp_path / "run_0" / "models"
     export_models(
-        LocalGrid(nodes), server, arrays, models,
-        run_index=0, server_round=1, int8=False, timeout=60,
+        LocalGrid(nodes), server, arrays, round_config(), models,
+        server_round=1, int8=False, timeout=60,
     )  # fmt: skip
 
     rows = {row["node_id"]: row for row in server.record.models}
@@ -61,7 +62,9 @@ def test_every_node_exports_its_personalized_model_and_sends_no_arrays(tmp_path)
         assert card["policy"] == policy and card["server_round"] == 1
         client = LocalClient.from_context(nodes[node_id])
         model = client.personalized_model(
-            0, server.exchange.shared_for(node_id, arrays)
+            0,
+            server.exchange.shared_for(node_id, arrays),
+            client.private_store(round_config()).load(up_to=1),
         )
         assert card["test_accuracy"] == client.evaluate(model).accuracy
         test = client.data.test.inputs
@@ -82,7 +85,7 @@ def test_a_device_without_export_dir_or_state_dir_says_why_and_the_run_goes_on(
     grid = LocalGrid(nodes)
     messages = server.exchange.send(
         "query.export", 1, arrays,
-        ConfigRecord({"run-index": 0, "models-dir": str(elsewhere), "int8": False}),
+        round_config(**{"models-dir": str(elsewhere), "int8": False}),
         sorted(NODES),
     )  # fmt: skip
     answers = grid.send_and_receive(messages)
@@ -96,8 +99,8 @@ def test_export_dir_in_node_config_wins(tmp_path):
     server, nodes, arrays = trained("private-head")
     nodes[GYRO].node_config["export-dir"] = str(tmp_path / "device")
     export_models(
-        LocalGrid(nodes), server, arrays, tmp_path / "models",
-        run_index=0, server_round=1, int8=False, timeout=60,
+        LocalGrid(nodes), server, arrays, round_config(), tmp_path / "models",
+        server_round=1, int8=False, timeout=60,
     )  # fmt: skip
     assert (tmp_path / "device" / "partition-1-gyro" / "model.onnx").is_file()
     assert not (tmp_path / "models" / "partition-1-gyro").exists()
@@ -118,8 +121,8 @@ def test_an_export_reply_carrying_arrays_is_rejected(tmp_path):
             return [reply(messages[0], leaked), *answers[1:]]
 
     export_models(
-        LeakyGrid(nodes), server, arrays, tmp_path / "models",
-        run_index=0, server_round=1, int8=False, timeout=60,
+        LeakyGrid(nodes), server, arrays, round_config(), tmp_path / "models",
+        server_round=1, int8=False, timeout=60,
     )  # fmt: skip
     [rejection] = server.record.rejections
     assert rejection["phase"] == "export" and "no arrays" in rejection["reason"]
@@ -129,8 +132,8 @@ def test_an_export_reply_carrying_arrays_is_rejected(tmp_path):
 def test_blossom_export_re_exports_a_saved_model_to_an_equal_one(tmp_path, capsys):
     server, nodes, arrays = trained("private-head")
     export_models(
-        LocalGrid(nodes), server, arrays, tmp_path / "models",
-        run_index=0, server_round=1, int8=False, timeout=60,
+        LocalGrid(nodes), server, arrays, round_config(), tmp_path / "models",
+        server_round=1, int8=False, timeout=60,
     )  # fmt: skip
     folder = tmp_path / "models" / "partition-2-acc+gyro"
     again = tmp_path / "again"

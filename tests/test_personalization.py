@@ -7,7 +7,7 @@ block and reports its choice."""
 import numpy as np
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
+from flwr.app import ArrayRecord
 from rounds import (
     DEFAULTS,
     NODES,
@@ -16,12 +16,13 @@ from rounds import (
     LocalGrid,
     contexts,
     global_arrays,
+    round_config,
     strategy,
     train_round,
 )
 
 from blossom_app.client.client_app import app as client_app
-from blossom_app.client.client_state import PRIVATE, load_private
+from blossom_app.client.client_state import PRIVATE
 from blossom_app.client.local_client import LocalClient
 from blossom_app.client.personalization import choose_blocks
 from blossom_app.common.config import ExperimentConfig
@@ -205,9 +206,7 @@ def test_an_evaluate_reply_says_which_blocks_are_the_clients_own():
     server = strategy("private-head")
     nodes = contexts({**RUN_CONFIG, "aggregation": "private-head"})
     _, arrays = train_round(server, global_arrays(), nodes, server_round=1)
-    messages = server.configure_evaluate(
-        2, arrays, ConfigRecord({"run-index": 0}), LocalGrid(nodes)
-    )
+    messages = server.configure_evaluate(2, arrays, round_config(), LocalGrid(nodes))
     replies = [client_app(m, nodes[m.metadata.dst_node_id]) for m in messages]
     assert replies
     for reply in replies:
@@ -241,7 +240,7 @@ def test_a_block_kept_as_its_own_travels_as_its_change_applied_to_the_federation
     wrong[heads[-1]][0] = 5.0
 
     def own_state(node_id):
-        return load_private(nodes[node_id], 0, None).arrays.to_torch_state_dict()
+        return nodes[node_id].state.array_records[PRIVATE].to_torch_state_dict()
 
     before = {node_id: own_state(node_id) for node_id in nodes}
     replies, _ = train_round(server, ArrayRecord(wrong), nodes, server_round=2)

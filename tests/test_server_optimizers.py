@@ -6,7 +6,6 @@ import pytest
 from flwr.app import (
     Array,
     ArrayRecord,
-    ConfigRecord,
     Message,
     MessageType,
     MetricRecord,
@@ -19,6 +18,7 @@ from rounds import (
     contexts,
     global_arrays,
     reply,
+    round_config,
     strategy,
     train_round,
 )
@@ -145,7 +145,7 @@ def test_the_strategy_moves_each_parameter_with_its_server_optimizer():
     )
     arrays, nodes = global_arrays(), contexts(config)
     replies, averaged = train_round(plain, arrays, nodes, server_round=1)
-    half.configure_train(1, arrays, ConfigRecord({"run-index": 0}), LocalGrid(nodes))
+    half.configure_train(1, arrays, round_config(), LocalGrid(nodes))
     moved, _ = half.aggregate_train(1, replies)
     for key, array in arrays.items():
         start, mean = array.numpy(), averaged[key].numpy()
@@ -165,7 +165,7 @@ def test_the_rounding_of_a_narrowed_copy_is_not_taken_for_an_update():
     arrays, nodes = global_arrays(), contexts(config)
     for server_round in (1, 2):
         messages = server.configure_train(
-            server_round, arrays, ConfigRecord({"run-index": 0}), LocalGrid(nodes)
+            server_round, arrays, round_config(), LocalGrid(nodes)
         )
         assert any(
             record.dtype == "float16"

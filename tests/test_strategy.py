@@ -9,7 +9,6 @@ import pytest
 from flwr.app import (
     Array,
     ArrayRecord,
-    ConfigRecord,
     Context,
     Error,
     MetricRecord,
@@ -24,6 +23,7 @@ from rounds import (
     global_arrays,
     profiles,
     reply,
+    round_config,
     strategy,
 )
 
@@ -31,15 +31,14 @@ from blossom_app.common.modality_mix import parse_mix
 from blossom_app.common.model import parameter_keys
 from blossom_app.common.policies import make_policy
 from blossom_app.server.fleet import Fleet
+from blossom_app.server.server_state import ServerState
 from blossom_app.server.strategy import BlockwiseStrategy
 
 ACC, GYRO, BOTH = NODES
 
 
 def configure(server, arrays):
-    messages = server.configure_train(
-        1, arrays, ConfigRecord({"run-index": 0}), LocalGrid()
-    )
+    messages = server.configure_train(1, arrays, round_config(), LocalGrid())
     return {msg.metadata.dst_node_id: msg for msg in messages}
 
 
@@ -207,7 +206,7 @@ def test_bytes_sent_are_recorded_per_node_and_block():
 def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
     server = strategy("full-model", evaluate_every=3)
     server.num_rounds = 7
-    config = ConfigRecord({"run-index": 0})
+    config = round_config()
     evaluated = []
     for rnd in range(1, 8):
         [first, *_] = server.configure_train(rnd, global_arrays(), config, LocalGrid())
@@ -223,7 +222,7 @@ def test_evaluate_every_skips_rounds_but_always_evaluates_the_last():
 
 def test_an_evaluated_round_nobody_answered_is_recorded_not_silent():
     server = strategy("full-model")
-    config = ConfigRecord({"run-index": 0})
+    config = round_config()
     sent = list(server.configure_evaluate(2, global_arrays(), config, LocalGrid()))
     assert server.aggregate_evaluate(2, []) is None
     rejected = {row["node_id"]: row for row in server.record.rejections}
@@ -237,7 +236,7 @@ def test_an_evaluated_round_nobody_answered_is_recorded_not_silent():
 @pytest.mark.parametrize("drop", ["test-loss", "confusion"])
 def test_evaluate_reply_missing_a_metric_is_rejected_not_fatal(drop):
     server = strategy("full-model")
-    config = ConfigRecord({"run-index": 0})
+    config = round_config()
     messages = list(server.configure_evaluate(2, global_arrays(), config, LocalGrid()))
     good = {
         "test-examples": 4,
@@ -283,9 +282,7 @@ def test_nodes_that_come_and_go_are_followed_each_round():
         run_config=RUN_CONFIG,
     )
     grid.nodes[201] = restarted
-    messages = server.configure_train(
-        1, global_arrays(), ConfigRecord({"run-index": 0}), grid
-    )
+    messages = server.configure_train(1, global_arrays(), round_config(), grid)
     assert sorted(m.metadata.dst_node_id for m in messages) == [ACC, BOTH, 201]
     assert server.profiles[201].modalities == ("acc",)
     [missing] = server.record.rejections
@@ -305,7 +302,7 @@ def test_a_joining_node_with_a_set_the_mix_lacks_is_left_out():
         num_rounds=2,
     )
     grid = LocalGrid()  # the gyro-only node connects: the mix has no such client
-    config = ConfigRecord({"run-index": 0})
+    config = round_config()
     for _ in range(2):  # profiled once, then left out without asking again
         messages = server.configure_evaluate(2, global_arrays(), config, grid)
         assert sorted(m.metadata.dst_node_id for m in messages) == [ACC, BOTH]
@@ -339,16 +336,17 @@ def test_sampling_draws_the_same_partitions_for_the_same_seed_whatever_the_ids()
         known = {
             new: replace(profiles()[old], node_id=new) for new, old in renamed.items()
         }
+        fleet = Fleet(known, parse_mix("1-1-1", WATCH), timeout=60)
         server = BlockwiseStrategy(
             make_policy("full-model", "", WATCH.modality_names),
-            Fleet(known, parse_mix("1-1-1", WATCH), timeout=60),
+            fleet,
             cache(partial(parameter_keys, WATCH, fusion="attention")),
             num_rounds=2,
             fraction_train=0.67,
-            seed=7,
+            state=ServerState.fresh(fleet.profiles, seed=7),
         )
         grid = LocalGrid({new: contexts()[old] for new, old in renamed.items()})
-        config = ConfigRecord({"run-index": 0})
+        config = round_config()
         messages = server.configure_train(1, global_arrays(), config, grid)
         return sorted(known[m.metadata.dst_node_id].partition_id for m in messages)
 

@@ -8,7 +8,6 @@ import numpy as np
 from flwr.app import (
     Array,
     ArrayRecord,
-    ConfigRecord,
     Message,
     MessageType,
     MetricRecord,
@@ -22,6 +21,7 @@ from rounds import (
     contexts,
     global_arrays,
     reply,
+    round_config,
     strategy,
     train_round,
 )
@@ -30,7 +30,7 @@ from blossom_app.common.protocol import EVALUATION
 from blossom_app.common.transport import encode
 from blossom_app.server.export_round import export_models
 
-CONFIG = ConfigRecord({"run-index": 0})
+CONFIG = round_config()
 
 
 def evaluate_directly(server, arrays, nodes, server_round):
@@ -44,7 +44,7 @@ def evaluate_directly(server, arrays, nodes, server_round):
                 "arrays": server.exchange.shared_for(
                     node_id, encode(arrays, server.transport)
                 ),
-                "config": ConfigRecord({"run-index": 0, "server-round": server_round}),
+                "config": round_config(**{"server-round": server_round}),
             }
         )
         message = Message(

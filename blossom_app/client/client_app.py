@@ -37,13 +37,15 @@ def train_handler(msg: Message, context: Context) -> Message:
     config = msg.content["config"]
     run_index, server_round = int(config["run-index"]), int(config["server-round"])
     received = msg.content["arrays"]
-    model = client.personalized_model(run_index, received)
+    store = client.private_store(config)
+    before = store.load(up_to=server_round - 1)
+    model = client.personalized_model(run_index, received, before)
     content = RecordDict()
     if config.get(EVALUATE_FIRST, False):
         content[EVALUATION], content[PERSONALIZATION] = client.evaluation_records(model)
     offsets = own_offsets(model, received)
     loss = client.train(model, run_index, server_round, received)
-    client.keep_private(run_index, model)
+    client.keep_private(store, server_round, model, before)
     content["arrays"] = client.shared_update(
         federation_update(model.state_dict(), offsets)
     )
@@ -61,9 +63,12 @@ def train_handler(msg: Message, context: Context) -> Message:
 def evaluate_handler(msg: Message, context: Context) -> Message:
     """Evaluate the personalized model (shared + private) on the local test split."""
     client = LocalClient.from_context(context)
-    run_index = int(msg.content["config"]["run-index"])
+    config = msg.content["config"]
+    private = client.private_store(config).load(up_to=int(config["server-round"]))
     metrics, own = client.evaluation_records(
-        client.personalized_model(run_index, msg.content["arrays"])
+        client.personalized_model(
+            int(config["run-index"]), msg.content["arrays"], private
+        )
     )
     content = RecordDict({"metrics": metrics, PERSONALIZATION: own})
     return Message(content, reply_to=msg)
@@ -78,11 +83,13 @@ def export_handler(msg: Message, context: Context) -> Message:
 
     client = LocalClient.from_context(context)
     config = msg.content["config"]
+    server_round = int(config["server-round"])
     report = export_on_node(
         client,
         run_index=int(config["run-index"]),
-        server_round=int(config["server-round"]),
+        server_round=server_round,
         shared=msg.content["arrays"],
+        private=client.private_store(config).load(up_to=server_round),
         models_dir=Path(str(config["models-dir"])),
         quantize=bool(config["int8"]),
     )

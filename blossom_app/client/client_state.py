@@ -1,22 +1,42 @@
-"""A client's private blocks, kept across rounds in ``context.state``.
+"""A client's private blocks, kept across rounds, and across server restarts.
 
-``context.state`` survives rounds in simulation and deployment (in the
-SuperNode's memory). When the node config names a ``state-dir``, the private
-blocks are also written there, so a SuperNode restart keeps personalization.
-A new run index starts from scratch: multi-run averaging needs fresh clients.
-With the blocks goes how many local training rounds they have been through in
-this run, so a restart that lost them would show (the count starts again).
+Every message names the experiment and run (``protocol.EXPERIMENT``,
+``run-index``): the state is filed under them, never under Flower's run id, so
+a resumed run (a new Flower run) finds it and a new experiment or run starts
+fresh. The state after a round's training is kept
+
+- in ``context.state`` (memory, for the rest of this Flower run), and
+- where the node has a disk for it, in ``<folder>/<experiment>/run-<k>/
+  round-<r>.npz``, ``<folder>`` being ``<state-dir>/partition-<id>-<set>``
+  (a device), or the same under the server's ``node-state-dir`` when the node
+  shares the server's disk (a simulation).
+
+A message of round ``r`` reads the newest state of a round before ``r``
+(training) or up to ``r`` (evaluation, export). So a node asked to train round
+``r`` again, after the server restarted from its checkpoint, starts from the
+state it had after round ``r-1``, even if it had saved round ``r`` already.
+Kept on disk: the newest state of a round the server's checkpoint holds
+(``protocol.CHECKPOINT_ROUND``) and every later one (two files with a
+checkpoint every round); earlier runs of the experiment are deleted. With the
+blocks goes how many local rounds they have trained.
 """
 
+import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context
 
+from blossom_app.atomic_files import atomic_open
+from blossom_app.common.protocol import CHECKPOINT_ROUND, EXPERIMENT, NODE_STATE_DIR
+
 PRIVATE = "blossom.private"
 META = "blossom.meta"
-_RUN, _ROUNDS = "__run_index__", "__trained_rounds__"
+_ROUNDS = "__trained_rounds__"
+_FILE = re.compile(r"round-(\d+)\.npz")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -27,50 +47,98 @@ class PrivateState:
     rounds: int
 
 
-def state_file(state_dir: Path, run_id: int) -> Path:
-    """The on-disk copy of a client's private state for Flower run ``run_id``."""
-    return state_dir / f"run-{run_id}-private.npz"
+class PrivateStore:
+    """One client's private state in one experiment's run.
 
+    ``folder``: the client's folder on disk (None: memory only). ``config``:
+    the message's config (experiment, run index, the checkpointed round).
+    """
 
-def load_private(
-    context: Context, run_index: int, state_dir: Path | None
-) -> PrivateState | None:
-    """This client's private state for ``run_index``; None before it trained.
+    def __init__(self, context: Context, folder: Path | None, config: ConfigRecord):
+        self.context = context
+        self.experiment = str(config[EXPERIMENT])
+        if not _NAME.fullmatch(self.experiment):  # it becomes a directory name
+            raise ValueError(f"bad experiment name {self.experiment!r}")
+        self.run_index = int(config["run-index"])
+        self.checkpointed = int(config.get(CHECKPOINT_ROUND, 0))
+        self.runs = None if folder is None else folder / self.experiment
+        self.path = None if self.runs is None else self.runs / f"run-{self.run_index}"
 
-    Read from ``context.state``, else (after a restart) from ``state_dir``,
-    and then kept in ``context.state`` so the disk is read once."""
-    meta = context.state.config_records.get(META)
-    if meta is not None and meta["run-index"] == run_index and PRIVATE in context.state:
-        return PrivateState(context.state.array_records[PRIVATE], int(meta["rounds"]))
-    if state_dir is None or not state_file(state_dir, context.run_id).exists():
-        return None
-    with np.load(state_file(state_dir, context.run_id)) as saved:
-        if int(saved[_RUN]) != run_index:
+    @classmethod
+    def for_message(
+        cls, context: Context, config: ConfigRecord, state_dir: Path | None, name: str
+    ) -> "PrivateStore":
+        """The store a message's ``config`` names: under ``state_dir`` (the
+        node's), else under the server's ``node-state-dir`` if this node shares
+        the server's disk (its results directory exists here), else memory."""
+        root = state_dir
+        shared = config.get(NODE_STATE_DIR)
+        if root is None and shared and Path(str(shared)).parent.is_dir():
+            root = Path(str(shared))
+        return cls(context, None if root is None else root / name, config)
+
+    def load(self, up_to: int) -> PrivateState | None:
+        """The newest state saved after a round ``<= up_to``; None if none."""
+        meta = self.context.state.config_records.get(META)
+        if (
+            meta is not None
+            and PRIVATE in self.context.state
+            and meta["experiment"] == self.experiment
+            and meta["run-index"] == self.run_index
+            and meta["round"] <= up_to
+        ):
+            arrays = self.context.state.array_records[PRIVATE]
+            return PrivateState(arrays, int(meta["rounds"]))
+        rounds = [r for r in self._saved_rounds() if r <= up_to]
+        if not rounds:
             return None
-        arrays = {k: Array(saved[k]) for k in saved.files if k not in (_RUN, _ROUNDS)}
-        state = PrivateState(ArrayRecord(arrays), int(saved[_ROUNDS]))
-    _keep_in_memory(context, run_index, state)
-    return state
+        with np.load(self._file(max(rounds)), allow_pickle=False) as saved:
+            arrays = {k: Array(saved[k]) for k in saved.files if k != _ROUNDS}
+            state = PrivateState(ArrayRecord(arrays), int(saved[_ROUNDS]))
+        self._keep_in_memory(max(rounds), state)
+        return state
 
-
-def _keep_in_memory(context: Context, run_index: int, state: PrivateState) -> None:
-    context.state[PRIVATE] = state.arrays
-    context.state[META] = ConfigRecord({"run-index": run_index, "rounds": state.rounds})
-
-
-def save_private(
-    context: Context, run_index: int, state: PrivateState, state_dir: Path | None
-) -> None:
-    """Keep ``state`` as this client's private state for ``run_index``."""
-    _keep_in_memory(context, run_index, state)
-    if state_dir is not None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        path = state_file(state_dir, context.run_id)
+    def save(self, server_round: int, state: PrivateState) -> None:
+        """Keep ``state`` as this client's state after ``server_round``."""
+        self._keep_in_memory(server_round, state)
+        if self.path is None:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
         arrays = {key: array.numpy() for key, array in state.arrays.items()}
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(
-            tmp,
-            **{_RUN: np.int64(run_index), _ROUNDS: np.int64(state.rounds)},
-            **arrays,
+        with atomic_open(self._file(server_round), "wb") as handle:
+            np.savez(handle, **{_ROUNDS: np.int64(state.rounds)}, **arrays)
+        self._prune()
+
+    def _keep_in_memory(self, server_round: int, state: PrivateState) -> None:
+        self.context.state[PRIVATE] = state.arrays
+        self.context.state[META] = ConfigRecord(
+            {
+                "experiment": self.experiment,
+                "run-index": self.run_index,
+                "round": server_round,
+                "rounds": state.rounds,
+            }
         )
-        tmp.replace(path)
+
+    def _file(self, server_round: int) -> Path:
+        return self.path / f"round-{server_round}.npz"
+
+    def _saved_rounds(self) -> list[int]:
+        if self.path is None or not self.path.is_dir():
+            return []
+        found = (_FILE.fullmatch(p.name) for p in self.path.iterdir())
+        return sorted(int(match.group(1)) for match in found if match)
+
+    def _prune(self) -> None:
+        """Delete what a resume can no longer need: states older than the
+        newest one a checkpointed round would load, and earlier runs."""
+        rounds = self._saved_rounds()
+        needed = [r for r in rounds if r <= self.checkpointed]
+        oldest = needed[-1] if needed else rounds[0]
+        for server_round in rounds:
+            if server_round < oldest:
+                self._file(server_round).unlink(missing_ok=True)
+        for run in self.runs.glob("run-*"):
+            index = run.name.removeprefix("run-")
+            if index.isdigit() and int(index) < self.run_index:
+                shutil.rmtree(run, ignore_errors=True)

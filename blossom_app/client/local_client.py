@@ -10,14 +10,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
 
 from blossom_app import __version__
-from blossom_app.client.client_state import PrivateState, load_private, save_private
+from blossom_app.client.client_state import PrivateState, PrivateStore
 from blossom_app.client.personalization import choose_blocks, describe_own
 from blossom_app.common.blocks import block_of, format_modalities, guard_outgoing
 from blossom_app.common.config import ExperimentConfig, Scalar
@@ -33,7 +32,7 @@ from blossom_app.common.training import (
     train,
 )
 from blossom_app.common.transport import encode
-from blossom_app.data import ClientData, load_client_data
+from blossom_app.data import ClientData, load_client_data, warn_if_one_class
 
 ConfigItems = tuple[tuple[str, Scalar], ...]
 
@@ -55,6 +54,7 @@ def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
     modalities = node.client_modalities(experiment.mix)
     settings, partition_id = node.client_data(experiment.data)
     data = load_client_data(settings, partition_id, modalities)
+    warn_if_one_class(data.train.labels, settings, partition_id)
     return ClientSetup(experiment, node, modalities, data)
 
 
@@ -87,13 +87,14 @@ class LocalClient:
     def device(self) -> torch.device:
         return self.setup.node.device
 
-    @property
-    def state_dir(self) -> Path | None:
-        """Where this client's private blocks are also kept on disk, one folder
-        per partition and modality set, so nodes may share a ``state-dir``."""
-        if self.setup.node.state_dir is None:
-            return None
-        return self.setup.node.state_dir / self.folder_name
+    def private_store(self, config: ConfigRecord) -> PrivateStore:
+        """Where this client's private blocks are kept for the experiment and
+        run a message's ``config`` names: on disk under the node's
+        ``state-dir`` (or the server's, in a simulation), one folder per
+        partition and modality set, so nodes may share a ``state-dir``."""
+        return PrivateStore.for_message(
+            self.context, config, self.setup.node.state_dir, self.folder_name
+        )
 
     @property
     def folder_name(self) -> str:
@@ -118,18 +119,21 @@ class LocalClient:
         )
 
     def personalized_model(
-        self, run_index: int, shared: ArrayRecord
+        self,
+        run_index: int,
+        shared: ArrayRecord,
+        private: PrivateState | None = None,
     ) -> MultimodalModel:
         """The global shared blocks this client holds + its own private blocks
         (its input normalization among them). Under adaptive personalization,
         also its own version of each shared block for which that does better
-        on its validation split (``personalization.py``). ``own_blocks`` of the
-        model says which blocks are the client's own."""
+        on its validation split (``personalization.py``). ``private``: the
+        client's state (None before it trained). ``own_blocks`` of the model
+        says which blocks are the client's own."""
         exp = self.experiment
         model = build_model(
             exp.task, self.setup.modalities, exp.fusion, exp.run_seed(run_index)
         )
-        private = load_private(self.context, run_index, self.state_dir)
         if exp.normalize_inputs:  # kept statistics (below) are the same or win
             model.fit_normalization(self.data.train)
         state = model.state_dict()
@@ -196,18 +200,22 @@ class LocalClient:
         own = ConfigRecord({OWN_BLOCKS: describe_own(model.own_blocks)})
         return self.evaluate(model).to_metrics(), own
 
-    def keep_private(self, run_index: int, model: MultimodalModel) -> None:
-        """Keep the private blocks of the model this client just trained (all
-        of its blocks under adaptive personalization: its own versions)."""
+    def keep_private(
+        self,
+        store: PrivateStore,
+        server_round: int,
+        model: MultimodalModel,
+        before: PrivateState | None,
+    ) -> None:
+        """Keep the private blocks of the model this client just trained in
+        ``server_round`` from ``before`` (all of its blocks under adaptive
+        personalization: its own versions)."""
         state = model.state_dict()
         exp = self.experiment
         kept = list(state) if exp.adaptive else exp.policy.private_keys(state)
         record = ArrayRecord({k: state[k] for k in kept})
-        before = load_private(self.context, run_index, self.state_dir)
         rounds = 1 + (before.rounds if before else 0)
-        save_private(
-            self.context, run_index, PrivateState(record, rounds), self.state_dir
-        )
+        store.save(server_round, PrivateState(record, rounds))
 
     def shared_update(self, state: Mapping[str, torch.Tensor]) -> ArrayRecord:
         """The shared blocks of a model's ``state`` as they travel, checked to

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from flwr.app import ArrayRecord
 
+from blossom_app.client.client_state import PrivateState
 from blossom_app.client.local_client import LocalClient
 from blossom_app.common.config import Scalar
 from blossom_app.common.protocol import STATUS, WRITTEN
@@ -32,17 +33,19 @@ def export_on_node(
     run_index: int,
     server_round: int,
     shared: ArrayRecord,
+    private: PrivateState | None,
     models_dir: Path,
     quantize: bool,
 ) -> dict[str, Scalar]:
-    """Export ``client``'s personalized model here; the report it replies with."""
+    """Export ``client``'s personalized model (``shared`` blocks and its
+    ``private`` state) here; the report it replies with."""
     target = export_dir(client, models_dir)
     if target is None:
         return {
             STATUS: "not written: this node has neither export-dir nor "
             "state-dir in its --node-config; set export-dir"
         }
-    model = client.personalized_model(run_index, shared)
+    model = client.personalized_model(run_index, shared, private)
     final = client.evaluate(model)
     exp = client.experiment
     card = build_card(

@@ -94,6 +94,8 @@ class ExperimentConfig:
     seed: int
     results_dir: str
     round_timeout: float
+    checkpoint_every: int
+    resume: str
     export_onnx: bool
     export_int8: bool
     transport: str
@@ -165,6 +167,11 @@ class ExperimentConfig:
         mix = parse_mix(str(get(config, "modality-mix", str)), task)
         num_server_rounds = positive(config, "num-server-rounds", int)
         seed = _seed(config)
+        checkpoint_every = get(config, "checkpoint-every", int)
+        if checkpoint_every < 0:
+            raise ConfigError(
+                "checkpoint-every", checkpoint_every, "0 (off) or a positive int"
+            )
         return cls(
             task=task,
             data=DataSettings(
@@ -205,6 +212,8 @@ class ExperimentConfig:
             seed=seed,
             results_dir=str(get(config, "results-dir", str)),
             round_timeout=positive(config, "round-timeout", float),
+            checkpoint_every=checkpoint_every,
+            resume=str(get(config, "resume", str)),
             export_onnx=get(config, "export-onnx", bool),
             export_int8=get(config, "export-int8", bool),
             transport=transport,

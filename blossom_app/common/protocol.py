@@ -32,3 +32,15 @@ EVALUATION = "evaluation"
 #: from the client's own training (``OWN_BLOCKS``, e.g. ``fusion+head``).
 PERSONALIZATION = "personalization"
 OWN_BLOCKS = "own-blocks"
+
+#: Every train, evaluate and export config names the experiment (a name unique
+#: to its results directory) beside ``run-index``: a node files its private
+#: state under both, so the state outlives a Flower run id and a resumed run
+#: (a new Flower run) finds it (``client/client_state.py``).
+EXPERIMENT = "experiment"
+#: The last round the server's checkpoint holds: a node keeps its private state
+#: of that round (where a resumed run starts from) and of every later round.
+CHECKPOINT_ROUND = "checkpoint-round"
+#: Where a node that shares the server's disk (a simulation) and has no
+#: ``state-dir`` keeps its private state: under the results directory.
+NODE_STATE_DIR = "node-state-dir"

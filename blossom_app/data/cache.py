@@ -14,12 +14,12 @@ import hashlib
 import inspect
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from blossom_app.atomic_files import atomic_open
 from blossom_app.benchmarks.task import Task
 from blossom_app.data.examples import ClientData, Split
 
@@ -111,8 +111,8 @@ def _split(arrays: dict[str, np.ndarray], part: str) -> Split:
 
 
 def write_client_data(path: Path, data: ClientData) -> None:
-    """Cache ``data`` at ``path`` (written aside, then renamed into place, so a
-    concurrent reader sees the whole file or none)."""
+    """Cache ``data`` at ``path`` (written atomically, so a concurrent reader
+    sees the whole file or none)."""
     arrays = {}
     parts = (
         ("train", data.train),
@@ -123,7 +123,5 @@ def write_client_data(path: Path, data: ClientData) -> None:
         arrays[f"{part}/labels"] = split.labels
         arrays |= {f"{part}/inputs/{m}": x for m, x in split.inputs.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, scratch = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    with os.fdopen(handle, "wb") as out:
+    with atomic_open(path) as out:
         np.savez(out, **arrays)
-    os.replace(scratch, path)

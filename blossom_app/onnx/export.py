@@ -40,6 +40,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
+from blossom_app.atomic_files import atomic_open, atomic_path
 from blossom_app.benchmarks import get_task
 from blossom_app.common.model import MultimodalModel, build_model
 from blossom_app.data import Split
@@ -203,19 +204,18 @@ def save_weights(model: MultimodalModel, card: ModelCard, path: Path) -> None:
     Plain types and tensors only, so ``torch.load(path, weights_only=True)``
     reads it.
     """
-    torch.save(
-        {
-            "format": WEIGHTS_FORMAT,
-            "task": card.dataset,
-            "modalities": list(model.modalities),
-            "fusion": card.fusion,
-            "card": card.to_json(),
-            "state_dict": {
-                key: value.detach().cpu() for key, value in model.state_dict().items()
-            },
+    saved = {
+        "format": WEIGHTS_FORMAT,
+        "task": card.dataset,
+        "modalities": list(model.modalities),
+        "fusion": card.fusion,
+        "card": card.to_json(),
+        "state_dict": {
+            key: value.detach().cpu() for key, value in model.state_dict().items()
         },
-        path,
-    )
+    }
+    with atomic_open(path) as handle:
+        torch.save(saved, handle)
 
 
 def load_weights(path: Path) -> tuple[MultimodalModel, ModelCard]:
@@ -273,7 +273,8 @@ def _export(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / card.onnx_file
-    onnx_path.write_bytes(data)
+    with atomic_open(onnx_path) as handle:
+        handle.write(data)
     exported = card.exported(opset=OPSET, ir_version=proto.ir_version)
     exported.save(out_dir / CARD_FILE)
     save_weights(model, exported, out_dir / WEIGHTS_FILE)
@@ -312,16 +313,18 @@ def _export(
 
 def quantize_int8(source: Path, target: Path) -> None:
     """Dynamic 8-bit quantization of ``QUANTIZE_OPS`` (weights stored as uint8,
-    activations quantized at run time); the rest keeps float weights."""
+    activations quantized at run time); the rest keeps float weights. ``target``
+    is written atomically."""
     root = logging.getLogger()
     root.addFilter(_without_preprocessing_hint)
     try:
-        quantize_dynamic(
-            source,
-            target,
-            op_types_to_quantize=list(QUANTIZE_OPS),
-            weight_type=QuantType.QUInt8,
-        )
+        with atomic_path(target) as scratch:
+            quantize_dynamic(
+                source,
+                scratch,
+                op_types_to_quantize=list(QUANTIZE_OPS),
+                weight_type=QuantType.QUInt8,
+            )
     finally:
         root.removeFilter(_without_preprocessing_hint)
 

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from blossom_app.atomic_files import write_text_atomically
 from blossom_app.benchmarks.task import Task
 
 #: Bumped whenever a field changes meaning or is removed (adding one is compatible).
@@ -105,7 +106,7 @@ class ModelCard:
         )
 
     def save(self, path: Path) -> None:
-        path.write_text(self.to_json(), encoding="utf-8")
+        write_text_atomically(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> "ModelCard":

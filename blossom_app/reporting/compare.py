@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from blossom_app.atomic_files import write_text_atomically
 from blossom_app.common.metrics import CLIENT_METRICS
 from blossom_app.common.policies import Baseline, baseline, policy_order
 from blossom_app.reporting.comparison_plots import (
@@ -335,11 +336,10 @@ def compare(paths: Sequence[Path], out: Path | None = None) -> list[Comparison]:
         text = format_text(table, title)
         files = [
             write_rows(target / "comparison.csv", table),
-            target / "comparison.md",
+            write_text_atomically(
+                target / "comparison.md", format_markdown(table, title)
+            ),
             *_plot(target, experiments, title),
         ]
-        (target / "comparison.md").write_text(
-            format_markdown(table, title), encoding="utf-8"
-        )
         comparisons.append(Comparison(target, text, files))
     return comparisons

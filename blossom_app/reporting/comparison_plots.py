@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from blossom_app.reporting.plots import Series, draw_series
+from blossom_app.reporting.plots import Series, draw_series, save_figure
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,7 @@ def comparison_bars(
     axes[0].set_ylabel(ylabel)
     handles = [Patch(color=color, label=policy) for policy, color in colors.items()]
     figure.legend(handles=handles, loc="outside lower center", ncols=len(handles))
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, path)
 
 
 def comparison_curves(
@@ -89,5 +88,4 @@ def comparison_curves(
             loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=7, frameon=False
         )
     axes[0].set_ylabel(ylabel)
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, path)

@@ -5,27 +5,27 @@ import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from blossom_app.atomic_files import atomic_open
+
 
 def write_rows(path: Path, rows: Iterable[Mapping[str, object]]) -> Path:
     """Write ``rows`` to ``path``; return the path.
 
     Columns are the union of the rows' keys in order of first appearance; a
     missing value (absent key or NaN) is written as an empty cell. The file
-    appears atomically (written beside, then renamed): no reader sees half of it.
+    is written atomically (``atomic_files``): no reader sees half of it.
     """
     rows = list(rows)
     fields: list[str] = []
     for row in rows:
         fields += [key for key in row if key not in fields]
-    partial = path.with_name(path.name + ".partial")
-    with partial.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(
             {key: "" if _is_nan(value) else value for key, value in row.items()}
             for row in rows
         )
-    partial.replace(path)
     return path
 
 

@@ -3,6 +3,7 @@
 ```
 <root>/<dataset>/<partitioner>/<mix>/<aggregation>/<timestamp>/
     config.toml  run.log  aggregated_metrics.csv  modality_metrics.csv  *.png
+    checkpoint.npz  [node-state/]   (the server's state; simulated nodes' state)
     run_<k>/  aggregated_metrics.csv  client_metrics.csv  communication.csv
               timing.csv  [rejections.csv]  [models.csv]  *.png
               [models/partition-<id>-<set>/  model.onnx  model.json  model.pt]
@@ -13,6 +14,7 @@ The top-level ``aggregated_metrics.csv`` (averaged over runs) is written last,
 when the experiment has finished: its presence marks the experiment complete.
 """
 
+import hashlib
 import os
 import tomllib
 from pathlib import Path
@@ -29,6 +31,11 @@ TIMING = "timing.csv"
 REJECTIONS = "rejections.csv"
 MODELS = "models.csv"
 COMPARISON = "comparison"
+#: The server's state after the last checkpointed round (``server.checkpoint``).
+CHECKPOINT = "checkpoint.npz"
+#: Where simulated nodes (no ``state-dir``, the server's disk) keep their
+#: private state (``client.client_state``); the server never reads it.
+NODE_STATE = "node-state"
 
 #: Written last by ``ExperimentOutput.finish``: the experiment is complete.
 COMPLETED_MARKER = AGGREGATED
@@ -51,6 +58,13 @@ def results_root(configured: str) -> Path:
 def cell_dir(root: Path, dataset: str, partitioner: str, mix: str, policy: str) -> Path:
     """Directory holding every experiment (one per timestamp) of one grid cell."""
     return root / dataset / partitioner / mix / policy
+
+
+def experiment_name(experiment: Path) -> str:
+    """A name unique to an experiment directory, the same when it is resumed:
+    its timestamp and a digest of its path (nodes file private state under it)."""
+    digest = hashlib.sha256(str(experiment.resolve()).encode()).hexdigest()[:8]
+    return f"{experiment.name}-{digest}"
 
 
 def labels(experiment: Path) -> dict[str, str]:

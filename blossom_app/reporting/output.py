@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flwr.supercore import log
 
+from blossom_app.atomic_files import write_text_atomically
 from blossom_app.common import metrics
 from blossom_app.common.config import ExperimentConfig, toml_value
 from blossom_app.common.metrics import column
@@ -63,7 +64,7 @@ CLIENT_COLUMNS = (
 )
 
 #: Phases timed by the strategy, in round order.
-TIMING_PHASES = ("train", "aggregate", "evaluate", "export")
+TIMING_PHASES = ("train", "aggregate", "evaluate", "checkpoint", "export")
 
 
 def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
@@ -71,8 +72,7 @@ def write_config(path: Path, run_config: Mapping[str, object]) -> Path:
     lines = [
         f"{key} = {toml_value(value)}" for key, value in sorted(run_config.items())
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomically(path, "\n".join(lines) + "\n")
 
 
 def _columns(summary: Mapping[str, object]) -> dict[str, object]:
@@ -142,13 +142,14 @@ def complete_experiment(experiment: Path) -> None:
 class ExperimentOutput:
     """``<root>/<dataset>/<partitioner>/<mix>/<aggregation>/<timestamp>/``.
 
-    Created at the start (writes ``config.toml``, starts ``run.log``);
-    ``write_run`` after each run; ``finish`` once at the end.
+    Created at the start (writes ``config.toml``, starts ``run.log``), or
+    reopened to continue; ``write_run`` after each run; ``finish`` once at the
+    end.
     """
 
     def __init__(self, config: ExperimentConfig, run_config: Mapping[str, object]):
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        self.path = (
+        path = (
             cell_dir(
                 results_root(config.results_dir),
                 config.task.name,
@@ -158,9 +159,21 @@ class ExperimentOutput:
             )
             / stamp
         )
-        self.path.mkdir(parents=True)
-        write_config(self.path / CONFIG, run_config)
-        self._log_handler = logging.FileHandler(self.path / LOG)
+        path.mkdir(parents=True)  # never an existing one: never overwritten
+        write_config(path / CONFIG, run_config)
+        self._open(path)
+
+    @classmethod
+    def reopen(cls, path: Path) -> "ExperimentOutput":
+        """The experiment ``path`` as it is, to continue (a resumed run):
+        ``config.toml`` kept, ``run.log`` appended to."""
+        output = cls.__new__(cls)
+        output._open(path)
+        return output
+
+    def _open(self, path: Path) -> None:
+        self.path = path
+        self._log_handler = logging.FileHandler(path / LOG)
         self._log_handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(message)s")
         )

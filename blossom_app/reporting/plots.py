@@ -17,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from blossom_app.atomic_files import atomic_open
 from blossom_app.common.metrics import CLIENT_METRICS, column
 from blossom_app.common.policies import Baseline, baseline
 from blossom_app.common.protocol import OWN_BLOCKS
@@ -191,6 +192,13 @@ def _label_finals(ax: Axes, lines: Sequence[Series]) -> None:
         )
 
 
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Save ``figure`` to ``path`` atomically, in the format its suffix names."""
+    with atomic_open(path) as handle:
+        figure.savefig(handle, format=path.suffix[1:], dpi=110)
+    return path
+
+
 def line_plot(
     path: Path,
     title: str,
@@ -207,8 +215,7 @@ def line_plot(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    figure.savefig(path, dpi=110)
-    return path
+    return save_figure(figure, path)
 
 
 def _aggregate_plots(

@@ -20,8 +20,9 @@ class RoundEvaluations:
 
     def __init__(self, record: RunRecord) -> None:
         self.record = record
-        # round -> (partition, client values, confusion) per usable evaluation
-        self._pending: dict[int, list[tuple[int, dict, object]]] = {}
+        #: round -> (partition, client values, confusion) per usable evaluation
+        #: of a round not yet summarized (part of ``ServerState``)
+        self.pending: dict[int, list[tuple[int, dict, object]]] = {}
 
     def collect(
         self,
@@ -33,7 +34,7 @@ class RoundEvaluations:
         """Keep one node's evaluation of ``server_round``'s model, or record why
         it is unusable; ``personalization`` names the blocks the evaluated
         model took from the client's own training (``own_blocks`` column)."""
-        evaluations = self._pending.setdefault(server_round, [])
+        evaluations = self.pending.setdefault(server_round, [])
         reason = problem(
             metrics or Metrics(), m.TEST_EXAMPLES, (*EVALUATED, m.CONFUSION)
         )
@@ -61,7 +62,7 @@ class RoundEvaluations:
     def summarize(self, server_round: int) -> Metrics | None:
         """The round's evaluation over its clients, in partition order (so sums
         repeat exactly), recorded in ``record.aggregated``; None if nobody's."""
-        evaluations = sorted(self._pending.pop(server_round, []), key=lambda e: e[0])
+        evaluations = sorted(self.pending.pop(server_round, []), key=lambda e: e[0])
         if not evaluations:
             return None
         _, clients, confusions = zip(*evaluations, strict=True)

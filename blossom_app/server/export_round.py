@@ -24,19 +24,19 @@ def export_models(
     grid: Grid,
     strategy: BlockwiseStrategy,
     arrays: ArrayRecord,
+    round_config: ConfigRecord,
     models_dir: Path,
     *,
-    run_index: int,
     server_round: int,
     int8: bool,
     timeout: float,
 ) -> None:
     """Ask every node of ``strategy`` to export; record each reply in
-    ``strategy.record.models`` (and each missing or failed one as a rejection)."""
+    ``strategy.record.models`` (and each missing or failed one as a rejection).
+    ``round_config``: what every message of the run carries (run index,
+    experiment)."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    config = ConfigRecord(
-        {"run-index": run_index, "models-dir": str(models_dir), "int8": int8}
-    )
+    config = ConfigRecord({**round_config, "models-dir": str(models_dir), "int8": int8})
     nodes = strategy.exchange.present(server_round, "export", grid)
     log(INFO, "Exporting the personalized models of %d nodes", len(nodes))
     # the exported models are made once, from the lossless global blocks

@@ -1,9 +1,11 @@
 """BlockwiseStrategy: a Flower strategy aggregating a model block by block.
 
 Built on ``flwr.serverapp.strategy.FedAvg`` by overriding its hooks; the round
-loop is Flower's ``Strategy.start``. Each node is sent only the shared blocks it
-holds, and every parameter is averaged over exactly the nodes that returned it.
-What happened is appended to a ``RunRecord`` (``self.record``).
+loop (``run``) is Flower's ``Strategy.start`` from where the ``ServerState``
+stands, so a run resumed from a checkpoint continues at its next round. Each
+node is sent only the shared blocks it holds, and every parameter is averaged
+over exactly the nodes that returned it. What happened is appended to the
+state's ``RunRecord`` (``self.record``).
 
 The blocks a round's aggregation produces are the blocks the next round trains
 from, so a node that trains next round evaluates them when they arrive, before
@@ -14,7 +16,6 @@ the last round, to every node.
 """
 
 import math
-import random
 import time
 from collections.abc import Callable, Collection, Iterable
 from logging import INFO
@@ -30,12 +31,10 @@ from blossom_app.common.blocks import Policy
 from blossom_app.common.profile import describe
 from blossom_app.common.protocol import EVALUATE_FIRST, EVALUATION, PERSONALIZATION
 from blossom_app.common.transport import wire_dtype
-from blossom_app.reporting.run_record import RunRecord
 from blossom_app.server.aggregation import InvalidUpdate, aggregate_by_key, check_update
-from blossom_app.server.evaluations import RoundEvaluations
 from blossom_app.server.exchange import Exchange
 from blossom_app.server.fleet import Fleet
-from blossom_app.server.server_optimizers import ServerOptimizer
+from blossom_app.server.server_state import ServerState
 
 
 class BlockwiseStrategy(FedAvg):
@@ -56,12 +55,13 @@ class BlockwiseStrategy(FedAvg):
         Fraction of nodes sampled for training each round.
     evaluate_every : int (default: 1)
         Evaluate the personalized models every this many rounds.
-    seed : int (default: 0)
-        Seed of node sampling.
     transport : str (default: "fp32")
         How shared blocks travel in train and evaluate messages (``transport.py``).
-    optimizer : ServerOptimizer | None (default: None, plain averaging)
-        How each parameter moves towards its average (``server_optimizers.py``).
+    state : ServerState | None (default: a fresh run: sampling seeded with 0,
+        plain averaging)
+        Where the run stands: the global parameters, the server optimizer
+        (how each parameter moves towards its average), node sampling, the
+        record (``server_state.py``). A loaded state resumes the run.
     """
 
     def __init__(
@@ -72,9 +72,8 @@ class BlockwiseStrategy(FedAvg):
         num_rounds: int,
         fraction_train: float = 1.0,
         evaluate_every: int = 1,
-        seed: int = 0,
         transport: str = "fp32",
-        optimizer: ServerOptimizer | None = None,
+        state: ServerState | None = None,
     ) -> None:
         super().__init__(
             fraction_train=fraction_train,
@@ -88,13 +87,10 @@ class BlockwiseStrategy(FedAvg):
         self.num_rounds = num_rounds
         self.evaluate_every = evaluate_every
         self.transport = transport
-        self.optimizer = optimizer or ServerOptimizer()
-        self._rng = random.Random(seed)
-        self._global = ArrayRecord()
-        # round -> the nodes drawn ahead to train in it
-        self._drawn: dict[int, list[int]] = {}
-        self.record = RunRecord(fleet.profiles)
-        self.evaluations = RoundEvaluations(self.record)
+        self.state = state or ServerState.fresh(fleet.profiles)
+        self.optimizer = self.state.optimizer
+        self.record = self.state.record
+        self.evaluations = self.state.evaluations
         self.exchange = Exchange(policy, held_keys, fleet, self.record, transport)
 
     def summary(self) -> None:
@@ -117,6 +113,44 @@ class BlockwiseStrategy(FedAvg):
         for line in describe(self.profiles.values()):
             log(INFO, "\t\t├── %s", line)
 
+    def run(
+        self,
+        grid: Grid,
+        config: ConfigRecord,
+        timeout: float,
+        checkpoint: Callable[[ServerState], object] | None = None,
+    ) -> ArrayRecord:
+        """The rounds after ``state.server_round`` up to ``num_rounds`` (every
+        round, for a fresh state): Flower's ``Strategy.start`` loop, from where
+        the state stands. ``checkpoint`` is called with the state after each
+        round. Returns the final global parameters."""
+        first = self.state.server_round + 1
+        name = type(self).__name__
+        log(INFO, "Starting %s at round %d of %d:", name, first, self.num_rounds)
+        self.summary()
+        for server_round in range(first, self.num_rounds + 1):
+            log(INFO, "")
+            log(INFO, "[ROUND %d/%d]", server_round, self.num_rounds)
+            messages = self.configure_train(
+                server_round, self.state.arrays, config, grid
+            )
+            replies = grid.send_and_receive(messages, timeout=timeout)
+            arrays, metrics = self.aggregate_train(server_round, replies)
+            if arrays is not None:
+                self.state.arrays = arrays
+                log(INFO, "\t└──> Training: %s", metrics)
+            messages = self.configure_evaluate(
+                server_round, self.state.arrays, config, grid
+            )
+            replies = grid.send_and_receive(messages, timeout=timeout)
+            metrics = self.aggregate_evaluate(server_round, replies)
+            if metrics is not None:
+                log(INFO, "\t└──> Evaluation of round %d: %s", server_round, metrics)
+            self.state.server_round = server_round
+            if checkpoint is not None:
+                checkpoint(self.state)
+        return self.state.arrays
+
     def _evaluated(self, server_round: int) -> bool:
         """Whether the personalized models are evaluated after ``server_round``."""
         return server_round >= 1 and (
@@ -128,18 +162,18 @@ class BlockwiseStrategy(FedAvg):
         (the same seed samples the same clients, whatever their node ids)."""
         nodes = sorted(nodes, key=lambda node_id: self.profiles[node_id].partition_id)
         count = min(len(nodes), max(1, int(self.fraction_train * len(nodes))))
-        return sorted(self._rng.sample(nodes, count))
+        return sorted(self.state.rng.sample(nodes, count))
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         nodes = self.exchange.present(server_round, MessageType.TRAIN, grid)
-        drawn = self._drawn.pop(server_round, None)
+        drawn = self.state.drawn.pop(server_round, None)
         sampled = (
             self._draw(nodes) if drawn is None else [n for n in drawn if n in nodes]
         )
         log(INFO, "configure_train: %d of %d nodes", len(sampled), len(nodes))
-        self._global = arrays
+        self.state.arrays = arrays  # what this round trains from
         config[EVALUATE_FIRST] = self._evaluated(server_round - 1)
         return self.exchange.send(
             MessageType.TRAIN, server_round, arrays, config, sampled
@@ -153,7 +187,7 @@ class BlockwiseStrategy(FedAvg):
         nodes = self.exchange.present(server_round, MessageType.EVALUATE, grid)
         if server_round < self.num_rounds:
             # the next round's nodes evaluate these blocks when they arrive
-            drawn = self._drawn[server_round + 1] = self._draw(nodes)
+            drawn = self.state.drawn[server_round + 1] = self._draw(nodes)
             nodes = [node_id for node_id in nodes if node_id not in drawn]
         if not nodes:
             return []
@@ -169,7 +203,7 @@ class BlockwiseStrategy(FedAvg):
             phase, server_round, replies, m.TRAIN_EXAMPLES, (m.TRAIN_LOSS,)
         )
         start = time.perf_counter()
-        current = {key: array.numpy() for key, array in self._global.items()}
+        current = {key: array.numpy() for key, array in self.state.arrays.items()}
         private = set(self.policy.private_keys(current))
         wire = {
             key: wire_dtype(value.dtype, self.transport)

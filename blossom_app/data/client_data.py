@@ -1,5 +1,10 @@
 """One client's train and test arrays, from the cache when they are there."""
 
+from logging import WARNING
+
+import numpy as np
+from flwr.supercore import log
+
 from blossom_app.data.cache import (
     client_data_path,
     read_client_data,
@@ -42,3 +47,29 @@ def load_client_data(
         if path is not None:
             write_client_data(path, data)
     return data
+
+
+def warn_if_one_class(
+    labels: np.ndarray, settings: DataSettings, partition_id: int
+) -> None:
+    """Log a WARNING when all of a client's train ``labels`` are one class: not
+    an error (dirichlet with a small alpha makes such clients), but the client's
+    model can only learn to predict that class."""
+    classes = np.unique(labels)
+    if len(classes) != 1:
+        return
+    if settings.partitioner == "dirichlet":
+        fix = f"use a larger dirichlet-alpha (now {settings.alpha}) for less skew"
+    else:
+        fix = "give it examples of other classes for a model that tells them apart"
+    log(
+        WARNING,
+        "Partition %d of %d ('%s' partitioner): all %d train examples are of "
+        "class '%s', so its model can only learn to predict that class; %s.",
+        partition_id,
+        settings.num_partitions,
+        settings.partitioner,
+        len(labels),
+        settings.task.class_names[classes[0]],
+        fix,
+    )

@@ -5,6 +5,7 @@ cached), a directory written by ``save_to_disk``, a local ``.parquet`` /
 ``.arrow`` file or a directory of such files, or a hub dataset id.
 """
 
+import math
 import os
 import shutil
 import tempfile
@@ -14,7 +15,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from blossom_app.benchmarks.task import Task
+from blossom_app.benchmarks.task import ModalitySpec, Task
 from blossom_app.data.cache import cache_dir, source_identity
 from blossom_app.data.columns import features_of, numpy_columns
 from blossom_app.errors import DataError
@@ -23,6 +24,8 @@ from blossom_app.errors import DataError
 datasets.disable_progress_bars()
 
 FILE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
+# Values read at a time when checking a column for NaN and inf (64 MB as float32).
+_CHECK_BATCH_VALUES = 1 << 24
 _SAVED_MARKERS = ("state.json", "dataset_dict.json")
 
 # Per-process cache by task (its columns too), source and its content: clients
@@ -31,7 +34,8 @@ _loaded: dict[tuple[Task, str, str], datasets.Dataset] = {}
 
 
 def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
-    """Load and validate the dataset of ``task`` from ``source``.
+    """Load and validate the dataset of ``task`` from ``source`` (its columns,
+    shapes and labels, and that its arrays hold no NaN or inf).
 
     ``source`` defaults to ``task.source``. A multi-split dataset
     (``DatasetDict``) yields its ``train`` split, or all splits concatenated
@@ -57,6 +61,7 @@ def load_task_dataset(task: Task, source: str = "") -> datasets.Dataset:
                 "data-columns, or rename them (Dataset.rename_column)."
             )
         validate_columns(dataset, task, present)
+        check_finite(dataset, task, present, source)
         _loaded[key] = dataset
     return _loaded[key]
 
@@ -108,6 +113,48 @@ def validate_columns(
                 f"'{task.name}' expects {spec.shape}. Reshape or resample the data."
             )
     _check_labels(numpy_columns(dataset, [task.label_column])[task.label_column], task)
+
+
+def check_finite(
+    dataset: datasets.Dataset, task: Task, modalities: Iterable[str], source: str
+) -> None:
+    """DataError unless every value in the array columns of ``modalities`` is
+    finite: one NaN or inf input makes every loss and update after it NaN.
+
+    Read once per loaded dataset, in batches; columns that ``spec.features``
+    turns into arrays (audio, text, images) hold no numbers to check here.
+    """
+    for spec in (task.modality(name) for name in modalities):
+        if spec.features is not None:
+            continue
+        bad = _non_finite_rows(dataset, spec)
+        if not len(bad):
+            continue
+        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+        kept = " over the rows whose label the task keeps" if task.label_map else ""
+        raise DataError(
+            f"Column '{spec.column}' (modality '{spec.name}') of dataset "
+            f"'{source}' (task '{task.name}') holds NaN or infinite values in "
+            f"{len(bad)} of {len(dataset)} rows (rows {shown}, counted from "
+            f"0{kept}). Clean those rows (impute the missing values, e.g. "
+            "interpolate the gaps) or drop them (Dataset.filter), and point "
+            "data-source (or the node's data-path) at the cleaned data."
+        )
+
+
+def _non_finite_rows(dataset: datasets.Dataset, spec: ModalitySpec) -> np.ndarray:
+    """Indices of the rows whose ``spec.column`` holds a NaN or inf."""
+    rows = dataset.with_format("numpy", columns=[spec.column])
+    step = max(1, _CHECK_BATCH_VALUES // math.prod(spec.shape))
+    bad = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(dataset), step):
+        batch = rows[start : start + step][spec.column]
+        if not np.issubdtype(batch.dtype, np.floating):
+            break  # integers are finite (and ragged arrays fail at conversion)
+        if not np.isfinite(batch).all():
+            finite = np.isfinite(batch.reshape(len(batch), -1)).all(axis=1)
+            bad.append(start + np.flatnonzero(~finite))
+    return np.concatenate(bad)
 
 
 def encode_labels(dataset: datasets.Dataset, task: Task) -> datasets.Dataset:

@@ -69,25 +69,61 @@ def partition_client_data(
         )
         assign_dataset(parts, dataset, num_partitions=num_partitions, seed=seed)
         _partitioned[key] = parts
-    rows = _partitioned[key].load_partition(partition_id)
+    parts = _partitioned[key]
+    try:
+        rows = parts.load_partition(partition_id)
+    except IndexError:  # datasets' shard fails on an empty one (iid, few rows)
+        rows = parts.dataset.select([])
     validating = validation_fraction > 0
     flags = numpy_columns(rows, [SPLIT_COLUMN, *[HOLDOUT_COLUMN] * validating])
-    masks = {"train": ~flags[SPLIT_COLUMN], "test": flags[SPLIT_COLUMN]}
+    is_test = flags[SPLIT_COLUMN].astype(bool, copy=False)
+    masks = {"train": ~is_test, "test": is_test}
     if validating:
         masks["validation"] = flags[HOLDOUT_COLUMN] == VALIDATION
         masks["train"] &= flags[HOLDOUT_COLUMN] == TRAIN
-    splits = {
-        name: _to_split(rows.select(np.flatnonzero(mask)), task, modalities)
-        for name, mask in masks.items()
-    }
-    for name, split in splits.items():
-        if not split:
-            raise DataError(
-                f"Client {partition_id} of {num_partitions} ('{partitioner}' "
-                f"partitioner) has no {name} examples. Use fewer clients, another "
-                "partitioner, or a larger dirichlet-alpha."
-            )
-    return ClientData(**splits)
+    counts = {name: int(mask.sum()) for name, mask in masks.items()}
+    if not all(counts.values()):
+        raise DataError(
+            empty_partition(settings, partition_id, counts, len(parts.dataset))
+        )
+    return ClientData(
+        **{
+            name: _to_split(rows.select(np.flatnonzero(mask)), task, modalities)
+            for name, mask in masks.items()
+        }
+    )
+
+
+def empty_partition(
+    settings: DataSettings, partition_id: int, counts: dict[str, int], rows: int
+) -> str:
+    """Why partition ``partition_id`` cannot be a client (one of ``counts``,
+    its examples per split, is 0) and what to change; ``rows``: the dataset's."""
+    have = " and ".join(f"{n} {name}" for name, n in counts.items())
+    fixes = []
+    if settings.num_partitions > 1 and settings.partitioner != "natural":
+        fixes.append("fewer clients (modality-mix)")
+    if settings.partitioner == "dirichlet":
+        fixes.append(f"a larger dirichlet-alpha (now {settings.alpha})")
+    test, validation = settings.test_fraction, settings.validation_fraction
+    split = any(counts.values())  # it has examples, split the wrong way
+    if split and counts["train"] == 0:
+        fixes.append(f"a smaller test-fraction (now {test})")
+        if validation:
+            fixes.append(f"a smaller validation-fraction (now {validation})")
+    if split and counts["test"] == 0:
+        fixes.append(f"a larger test-fraction (now {test})")
+    if split and counts.get("validation") == 0:
+        fixes.append(f"a larger validation-fraction (now {validation})")
+    if settings.partitioner != "iid":
+        fixes.append("the iid partitioner")
+    return (
+        f"Partition {partition_id} of {settings.num_partitions} "
+        f"('{settings.partitioner}' partitioner, {rows} rows in the dataset) has "
+        f"{have} examples; a client needs at least one of each. Use "
+        + ", or ".join(fixes)
+        + "."
+    )
 
 
 def _to_split(rows: datasets.Dataset, task: Task, modalities: tuple[str, ...]) -> Split:

@@ -13,6 +13,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore import log
 
+from blossom_app import __version__
 from blossom_app.common.modality_mix import ModalityMix
 from blossom_app.common.profile import NodeProfile, describe
 from blossom_app.common.protocol import PROFILE
@@ -50,6 +51,38 @@ def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfil
     return profiles
 
 
+def compatible(a: str, b: str) -> bool:
+    """Whether app versions ``a`` and ``b`` work together: the same major and
+    minor version (``0.1.0`` and ``0.1.3`` do, ``0.2.0`` does not), as the
+    messages and parameter names may change with the minor version."""
+    return a.split(".")[:2] == b.split(".")[:2]
+
+
+def leave_out_incompatible(
+    profiles: list[NodeProfile],
+) -> tuple[list[NodeProfile], dict[int, str]]:
+    """The profiles of the nodes that run an app version ``compatible`` with
+    the server's, and why each other node is left out (logged as a WARNING)."""
+    kept, left_out = [], {}
+    for profile in profiles:
+        if compatible(profile.version, __version__):
+            kept.append(profile)
+            continue
+        left_out[profile.node_id] = (
+            f"node {profile.node_id} runs blossom-app {profile.version}, the "
+            f"server {__version__}"
+        )
+        log(
+            WARNING,
+            "Node %d runs blossom-app %s, this server %s: left out of this run. "
+            "Install the same app version on the node (same major and minor).",
+            profile.node_id,
+            profile.version,
+            __version__,
+        )
+    return kept, left_out
+
+
 def discover_nodes(
     grid: Grid, min_nodes: int, timeout: float
 ) -> dict[int, NodeProfile]:
@@ -57,20 +90,30 @@ def discover_nodes(
 
     Each node is asked once, as soon as it is connected, so a misconfigured
     node (a node-config modality the dataset lacks, a mix that does not match
-    the federation) stops the run at once with its own error message.
+    the federation) stops the run at once with its own error message. A node
+    running an incompatible app version is left out and not counted.
     """
     deadline = time.monotonic() + timeout
     profiles: dict[int, NodeProfile] = {}
+    left_out: dict[int, str] = {}
     while True:
-        new = sorted(set(grid.get_node_ids()) - set(profiles))
+        new = sorted(set(grid.get_node_ids()) - set(profiles) - set(left_out))
         if new:
-            profiles.update((p.node_id, p) for p in _profile(grid, new, timeout))
+            kept, refused = leave_out_incompatible(_profile(grid, new, timeout))
+            profiles.update((p.node_id, p) for p in kept)
+            left_out.update(refused)
         if len(profiles) >= min_nodes:
             return profiles
         if time.monotonic() > deadline:
+            why = (
+                f" Left out: {'; '.join(left_out.values())}; install blossom-app "
+                f"{__version__} on those nodes."
+                if left_out
+                else ""
+            )
             raise DiscoveryError(
                 f"Only {len(profiles)} of {min_nodes} nodes connected within "
-                f"{timeout:.0f} s. Start more SuperNodes or change modality-mix."
+                f"{timeout:.0f} s.{why} Start more SuperNodes or change modality-mix."
             )
         log(INFO, "Waiting for nodes: %d of %d connected", len(profiles), min_nodes)
         time.sleep(1.0)
@@ -102,8 +145,9 @@ class Fleet:
     round, ``present`` looks up the connected nodes: a node that connected
     since (a new device, or a restarted one, which gets a new node id unless
     nodes authenticate) is profiled and joins when its modality set is one
-    the mix has; a profiled node that is gone is reported, so the round
-    records it as missing instead of waiting for it.
+    the mix has and its app version is ``compatible``; a profiled node that is
+    gone is reported, so the round records it as missing instead of waiting
+    for it.
     """
 
     def __init__(
@@ -131,6 +175,8 @@ class Fleet:
                 "A new node could not be profiled (next round: again): %s",
                 failure,
             )
+        profiles, left_out = leave_out_incompatible(profiles)
+        self._refused.update(left_out)
         for profile in profiles:
             if profile.modalities in self._sets:
                 self.profiles[profile.node_id] = profile

@@ -16,7 +16,9 @@ from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.presets import app_defaults, resolve_preset
 from blossom_app.errors import ConfigError
 from blossom_app.reporting.compare import Comparison, compare
-from blossom_app.reporting.layout import RESULTS_ENV, results_root
+from blossom_app.reporting.layout import RESULTS_ENV, read_config, results_root
+from blossom_app.server.checkpoint import CheckpointError
+from blossom_app.server.resume import find_resume
 from blossom_app.tools.flwr_runner import (
     installing_superexecs,
     run_app,
@@ -54,8 +56,12 @@ def _run(args: argparse.Namespace) -> int:
     app = args.app.resolve()
     try:
         defaults = app_defaults(app)
+        if args.resume is not None:
+            overrides = _resumed(args.resume, overrides, defaults)
+            if overrides is None:
+                return 0
         config = ExperimentConfig.from_run_config({**defaults, **overrides}, defaults)
-    except ConfigError as error:
+    except (ConfigError, CheckpointError) as error:
         print(f"blossom run: {error}", file=sys.stderr)
         return 2
     installing = installing_superexecs()
@@ -85,6 +91,21 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _resumed(directory: Path, overrides: dict, defaults: dict) -> dict | None:
+    """The run config that continues ``directory``: its own, ``overrides``
+    over it, ``resume`` set; checked against its checkpoint before anything
+    starts. None if the experiment finished already (said so)."""
+    point = find_resume(str(directory), {**defaults, **overrides}, defaults)
+    if point.finished:
+        print(f"blossom run: {point.path} finished already: nothing to resume")
+        return None
+    resumed = {**read_config(point.path), **overrides, "resume": str(point.path)}
+    find_resume(str(point.path), {**defaults, **resumed}, defaults)
+    print(f"Resuming {point.path}: run {point.run_index}, after round "
+          f"{point.server_round}")  # fmt: skip
+    return resumed
 
 
 def _centralized(args: argparse.Namespace) -> int:
@@ -188,6 +209,14 @@ def parser() -> argparse.ArgumentParser:
         "--run-config",
         action="append",
         help="run-config values, e.g. \"num-server-rounds=5 aggregation='full-model'\"",
+    )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RESULTS_DIR",
+        help="continue the run of this results directory from its checkpoint, "
+        "with the config in its config.toml (--run-config may change only the "
+        "keys docs/reliability.md lists)",
     )
     run.add_argument(
         "--num-supernodes",

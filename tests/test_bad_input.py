@@ -1,0 +1,185 @@
+"""Bad input gets one clear error (or warning) naming the problem and the fix:
+NaN in a dataset, an empty partition, a one-class partition, a node running an
+incompatible app version. Each is a row of docs/reliability.md."""
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from flwr.app import Context, RecordDict
+from rounds import NODES, RUN_CONFIG, WATCH, LocalGrid, profiles
+from test_data import CLIENT, tiny_dataset
+
+import blossom_app
+from blossom_app.client import local_client
+from blossom_app.client.local_client import LocalClient
+from blossom_app.common.modality_mix import parse_mix
+from blossom_app.data import DataSettings, load_client_data, load_task_dataset
+from blossom_app.errors import DataError
+from blossom_app.server.fleet import (
+    DiscoveryError,
+    Fleet,
+    compatible,
+    discover_nodes,
+    leave_out_incompatible,
+)
+
+ACC, GYRO, BOTH = NODES
+MAJOR, MINOR, *_ = blossom_app.__version__.split(".")
+NEXT_MINOR = f"{MAJOR}.{int(MINOR) + 1}.0"  # what another release would report
+
+
+# --- NaN and inf in a dataset ------------------------------------------------------
+
+
+def test_nan_or_inf_in_a_dataset_names_column_rows_and_fix(tmp_path: Path):
+    columns = tiny_dataset(n=14).with_format("numpy")[:]
+    columns["gyro"][[2, 5], 7, 1] = np.nan  # a gap in a recording
+    columns["gyro"][11, 0, 2] = np.inf  # an overflow
+    path = tmp_path / "gaps.parquet"
+    datasets.Dataset.from_dict(columns).to_parquet(str(path))
+    settings = DataSettings(WATCH, **{**CLIENT, "source": str(path)})
+    with pytest.raises(DataError) as error:
+        load_client_data(settings, 0, ("acc",))  # any client: the dataset is bad
+    message = str(error.value)
+    assert "Column 'gyro' (modality 'gyro')" in message and str(path) in message
+    assert "in 3 of 14 rows (rows 2, 5, 11, counted from 0)" in message
+    assert "impute" in message and "drop them" in message
+
+
+def test_a_clean_dataset_is_checked_once_per_process(tmp_path: Path):
+    path = tmp_path / "clean.parquet"
+    tiny_dataset(n=14).to_parquet(str(path))
+    first = load_task_dataset(WATCH, str(path))
+    assert load_task_dataset(WATCH, str(path)) is first  # loaded, checked: cached
+
+
+# --- an empty partition ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("clients", "partition", "counts", "fix"),
+    [
+        (10, 0, "2 train and 0 test", ", or a larger test-fraction (now 0.3)"),
+        (10, 9, "0 train and 1 test", ", or a smaller test-fraction (now 0.3)"),
+        (20, 15, "0 train and 0 test", ""),  # more clients than rows
+    ],
+)
+def test_an_empty_partition_names_partition_partitioner_counts_and_fix(
+    tmp_path: Path, clients: int, partition: int, counts: str, fix: str
+):
+    path = tmp_path / "few.parquet"
+    tiny_dataset(n=14).to_parquet(str(path))
+    client = {**CLIENT, "source": str(path), "num_partitions": clients}
+    with pytest.raises(DataError) as error:
+        load_client_data(DataSettings(WATCH, **client), partition, ("acc",))
+    message = str(error.value)
+    assert message.startswith(
+        f"Partition {partition} of {clients} ('iid' partitioner, 14 rows in the "
+        f"dataset) has {counts} examples; a client needs at least one of each."
+    )
+    assert message.endswith(f"Use fewer clients (modality-mix){fix}.")
+
+
+def test_an_empty_dirichlet_partition_asks_for_a_larger_alpha(tmp_path: Path):
+    path = tmp_path / "skewed.parquet"
+    tiny_dataset(n=40).to_parquet(str(path))
+    client = {**CLIENT, "source": str(path), "num_partitions": 4}
+    dirichlet = DataSettings(WATCH, **{**client, "partitioner": "dirichlet"})
+    with pytest.raises(DataError) as error:
+        load_client_data(replace(dirichlet, alpha=0.3), 1, ("acc",))
+    assert str(error.value).endswith(
+        "has 5 train and 0 test examples; a client needs at least one of each. Use "
+        "fewer clients (modality-mix), or a larger dirichlet-alpha (now 0.3), or a "
+        "larger test-fraction (now 0.3), or the iid partitioner."
+    )
+
+
+# --- a partition of one class ----------------------------------------------------
+
+
+def test_a_one_class_partition_is_warned_about_once_and_runs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    path = tmp_path / "skewed.parquet"
+    tiny_dataset(n=40).to_parquet(str(path))
+    run_config = {
+        **RUN_CONFIG,
+        "data-source": str(path),
+        "partitioner": "dirichlet",
+        "dirichlet-alpha": 0.1,
+        "seed": 7,
+        "modality-mix": "acc=3",
+    }
+    node = {"partition-id": 0, "num-partitions": 3}
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        for _ in range(2):  # two messages, one load
+            client = LocalClient.from_context(
+                Context(1, 11, node, RecordDict(), run_config)
+            )
+    [warning] = [r for r in caplog.records if "can only learn" in r.getMessage()]
+    [label] = set(client.data.train.labels.tolist())
+    assert warning.levelno == logging.WARNING
+    assert warning.getMessage() == (
+        f"Partition 0 of 3 ('dirichlet' partitioner): all "
+        f"{len(client.data.train)} train examples are of class "
+        f"'{WATCH.class_names[label]}', so its model can only learn to predict "
+        "that class; use a larger dirichlet-alpha (now 0.1) for less skew."
+    )
+    assert client.profile().train_examples == len(client.data.train)  # runs on
+
+
+# --- a node running another app version ------------------------------------------
+
+
+def test_compatible_versions_share_major_and_minor():
+    assert compatible("0.1.0", "0.1.7") and compatible("1.4", "1.4.2")
+    assert not compatible("0.1.0", "0.2.0")
+    assert not compatible("1.1.0", "0.1.0")
+
+
+def test_a_node_of_another_version_is_left_out_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+):
+    acc, gyro, both = profiles().values()
+    gyro = replace(gyro, version=NEXT_MINOR)
+    both = replace(both, version=f"{MAJOR}.{MINOR}.99")  # a patch release
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        kept, left_out = leave_out_incompatible([acc, gyro, both])
+    assert kept == [acc, both]
+    assert left_out == {
+        GYRO: f"node {GYRO} runs blossom-app {NEXT_MINOR}, the server "
+        f"{blossom_app.__version__}"
+    }
+    [warning] = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert f"Node {GYRO} runs blossom-app {NEXT_MINOR}" in warning.getMessage()
+    assert "Install the same app version on the node" in warning.getMessage()
+
+
+@pytest.mark.timeout(120)
+def test_too_few_nodes_of_this_version_names_the_ones_left_out(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(local_client, "__version__", NEXT_MINOR)  # every node's
+    with pytest.raises(DiscoveryError) as error:
+        discover_nodes(LocalGrid(), min_nodes=3, timeout=0)
+    message = str(error.value)
+    assert message.startswith("Only 0 of 3 nodes connected within 0 s. Left out: ")
+    assert f"node {ACC} runs blossom-app {NEXT_MINOR}, the server" in message
+    assert f"install blossom-app {blossom_app.__version__} on those nodes" in message
+
+
+@pytest.mark.timeout(120)
+def test_a_joining_node_of_another_version_is_refused_like_a_set_the_mix_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    known = {n: p for n, p in profiles().items() if n != GYRO}
+    fleet = Fleet(known, parse_mix("1-1-1", WATCH), timeout=60)
+    monkeypatch.setattr(local_client, "__version__", NEXT_MINOR)  # its install
+    for _ in range(2):  # profiled once, then left out without asking again
+        assert fleet.present(LocalGrid()) == ([ACC, BOTH], [])
+    assert GYRO not in fleet.profiles and fleet._refused == {GYRO}

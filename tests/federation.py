@@ -1,9 +1,11 @@
 """Helpers for the edge tests: read the systemd units in ``edge/systemd`` (so a
 test can start exactly the command a unit starts) and start, watch and stop
-SuperLink/SuperNode processes."""
+SuperLink/SuperNode processes: a loopback federation, and a secured one (TLS,
+registered SuperNodes, a SuperLink database) that can restart its SuperLink."""
 
 import contextlib
 import functools
+import json
 import os
 import re
 import shlex
@@ -19,11 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port, stop_processes_mentioning
 
+from blossom_app.reporting.csv_files import read_rows
 from blossom_app.tools.flwr_runner import RunOutcome, run_app
 
 EDGE = Path(__file__).parents[1] / "edge"
 VENV_BIN = Path(sys.executable).parent
+VENV = VENV_BIN.parent
+MAKE_CERTS = EDGE / "certs" / "make-certs.sh"
+REGISTER = EDGE / "certs" / "register-supernodes.sh"
+#: The secured federation's registered SuperNodes: name -> (modality, partition).
+SECURED_NODES = {"node-acc": ("acc", 0), "node-gyro": ("gyro", 1)}
 
 
 def tool_env(**extra: str) -> dict[str, str]:
@@ -261,14 +270,268 @@ class LoopbackFederation:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def _saved_state(state_dir: Path) -> Path | None:
-    files = list(state_dir.glob("partition-*/run-*-private.npz"))
-    return files[0] if files else None
+def connection_block(printed: str) -> str:
+    """The ``[superlink.<name>]`` block make-certs.sh prints (step 2)."""
+    match = re.search(r"^\s*(\[superlink\.\w+\]\n(?:\s*\S+ = .*\n)+)", printed, re.M)
+    assert match, printed
+    return "\n".join(line.strip() for line in match.group(1).splitlines()) + "\n"
 
 
-def trained_rounds(state_dir: Path) -> int:
-    """Local rounds in the node's saved private state (0 before it exists)."""
-    saved = _saved_state(state_dir)
+def register_commands(printed: str) -> dict[str, list[str]]:
+    """SuperNode name -> the ``flwr supernode register`` command printed for it."""
+    commands = [
+        shlex.split(line)
+        for line in printed.splitlines()
+        if line.strip().startswith("flwr supernode register")
+    ]
+    return {command[command.index("--name") + 1]: command for command in commands}
+
+
+def node_ids(text: str) -> list[str]:
+    return re.findall(r"(?:SuperNode |node id )(\d+)", text)
+
+
+def run_tool(*command: object, env: Mapping[str, str]) -> subprocess.CompletedProcess:
+    """Run ``command`` to its end, capturing its output as text."""
+    return subprocess.run(
+        [str(word) for word in command],
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        check=False,
+    )
+
+
+def pids_mentioning(*texts: str) -> dict[int, str]:
+    """Pid -> command line of every process whose command line holds all
+    ``texts`` (Linux /proc)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        command = argv.decode(errors="replace").strip()
+        if command and all(text in command for text in texts):
+            found[int(entry.name)] = command
+    return found
+
+
+class SecuredFederation:
+    """A secured federation on loopback, built only from what edge/ ships.
+
+    The credentials come from edge/certs/make-certs.sh; the SuperLink (TLS,
+    ``--enable-supernode-auth``, its ``--database``) and the SuperNodes
+    ``node-acc`` (partition 0) and ``node-gyro`` (partition 1) run the exact
+    ExecStart and Environment of the units in edge/systemd, paths pointed at
+    ``tmp_path`` (the SuperLink's /var/lib/blossom is ``server``, so results go
+    to ``server/results``; each SuperNode's ``state-dir`` is
+    ``state/<name>``); the keys are registered with the command make-certs.sh
+    prints and with register-supernodes.sh. With ``stranger``, a SuperNode
+    whose key nobody registered is started too. Its connection is ``blossom``
+    in ``$FLWR_HOME/config.toml``. A context manager: leaving it stops
+    everything it started.
+    """
+
+    def __init__(
+        self, env: Mapping[str, str], tmp_path: Path, *, stranger: bool = True
+    ) -> None:
+        self.env, self.tmp_path, self.with_stranger = dict(env), tmp_path, stranger
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.credentials = tmp_path / "credentials"
+        self.logs = tmp_path / "logs"
+        self.server = tmp_path / "server"  # the SuperLink's /var/lib/blossom
+        self.database = self.server / "superlink.db"
+        self.processes: list[subprocess.Popen] = []  # everything, to stop
+        self.tags = [self.address]  # what their command lines mention
+        self.nodes: dict[str, subprocess.Popen] = {}  # the running SuperNodes
+        self.registered: dict[str, list[str]] = {}  # name -> its node id
+        self.stranger: subprocess.Popen | None = None
+        self.superlink_logs: list[Path] = []
+
+    def __enter__(self) -> "SecuredFederation":
+        try:
+            self._start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def state_dir(self, name: str) -> Path:
+        return self.tmp_path / "state" / name
+
+    def _start(self) -> None:
+        self.logs.mkdir()
+        self.server.mkdir()
+        names = [*SECURED_NODES, *(["stranger"] if self.with_stranger else [])]
+        made = run_tool(
+            MAKE_CERTS, "-o", self.credentials, "-p", self.port, "127.0.0.1", *names,
+            env=self.env,
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        home = Path(self.env["FLWR_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(
+            '[superlink]\ndefault = "blossom"\n\n' + connection_block(made.stdout)
+        )
+        self._start_superlink()
+        # register-supernodes.sh waits for the SuperLink to come up
+        ca = self.credentials / "ca.crt"
+        helper = [REGISTER, "-w", "60", self.address, ca]
+        keys = [
+            self.credentials / "supernodes" / f"{name}.pub" for name in SECURED_NODES
+        ]
+        first = run_tool(*helper, keys[1], env=self.env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        wait_until_healthy(self.port, self.superlink, self.superlink_logs[-1], ca)
+        # the command make-certs.sh printed
+        printed = run_tool(*register_commands(made.stdout)["node-acc"], env=self.env)
+        assert "registered successfully" in printed.stdout, printed.stdout
+        self.registered = {
+            "node-acc": node_ids(printed.stdout),
+            "node-gyro": node_ids(first.stdout),
+        }
+        again = subprocess.Popen(  # runs while the SuperNodes start
+            [*map(str, helper), *map(str, keys)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
+        )  # fmt: skip
+        for name, (_, partition) in SECURED_NODES.items():
+            self._start_supernode(name, partition)
+        if self.with_stranger:
+            self.stranger = self._start_supernode("stranger", 1)
+        for name in SECURED_NODES:
+            # a SuperNode's id is the one its key was registered as
+            log = wait_for_log(
+                self.logs / f"{name}.log", "SuperNode ID", self.nodes[name]
+            )
+            assert re.findall(r"SuperNode ID: (\d+)", log) == self.registered[name]
+        output, _ = again.communicate(timeout=60)
+        assert again.returncode == 0, output
+        assert output.count("already registered") == 2, output
+
+    def _start_superlink(self) -> None:
+        """Start the SuperLink as its unit would; its log is ``superlink.log``,
+        then ``superlink-2.log``… after each restart."""
+        unit = read_unit(EDGE / "systemd" / "blossom-superlink.service")
+        on_server = {
+            "/opt/blossom/venv": str(VENV),
+            "/etc/blossom/": f"{self.credentials}/",
+            "/var/lib/blossom": str(self.server),
+            "--host 0.0.0.0": "--host 127.0.0.1",
+            "--port 9093": f"--port {self.port}",
+        }
+        count = len(self.superlink_logs) + 1
+        log = self.logs / ("superlink.log" if count == 1 else f"superlink-{count}.log")
+        self.superlink = start(
+            unit_command(unit, on_server),
+            {**self.env, **unit_environment(unit, on_server)},
+            log,
+        )
+        self.processes.append(self.superlink)
+        self.superlink_logs.append(log)
+
+    def _start_supernode(self, name: str, partition: int) -> subprocess.Popen:
+        """Start SuperNode ``name`` as its systemd unit would, with its own key,
+        a node-config TOML file, its state and a free Runtime API port."""
+        modality = SECURED_NODES.get(name, ("gyro", 1))[0]
+        node_config = self.tmp_path / f"{name}.toml"
+        node_config.write_text(
+            f"partition-id = {partition}\nnum-partitions = 2\n"
+            f'modalities = "{modality}"\nnum-threads = 1\n'
+            f'state-dir = "{self.state_dir(name)}"\n'
+        )
+        on_device = {
+            "/etc/blossom/supernode.key": str(self.credentials / "supernodes" / name),
+            "/etc/blossom/node-config.toml": str(node_config),
+            "/etc/blossom/": f"{self.credentials}/",
+            "/opt/blossom/venv": str(VENV),
+            "/var/lib/blossom": str(self.tmp_path / "device" / name),
+            "192.168.1.10:9093": self.address,
+        }
+        unit = read_unit(EDGE / "systemd" / "blossom-supernode.service")
+        runtime_port = free_port()  # SuperNodes sharing a host need one each
+        process = start(
+            [*unit_command(unit, on_device), "--port", str(runtime_port)],
+            {**self.env, **unit_environment(unit, on_device)},
+            self.logs / f"{name}.log",
+        )
+        self.processes.append(process)
+        self.tags.append(f"127.0.0.1:{runtime_port}")
+        if name in SECURED_NODES:
+            self.nodes[name] = process
+        return process
+
+    def restart_node(self, name: str) -> None:
+        """Stop SuperNode ``name`` and start it again as its unit would."""
+        stop([self.nodes[name]])
+        self._start_supernode(name, SECURED_NODES[name][1])
+
+    def serverapps(self) -> dict[int, str]:
+        """Pid -> command line of the ServerApp processes this SuperLink's
+        SuperExec started (``flwr-serverapp --serverappio-api-address
+        <its address> …``)."""
+        return pids_mentioning("flwr-serverapp", self.address)
+
+    def restart_superlink(self) -> None:
+        """Stop the SuperLink and what it started (SIGTERM, as ``systemctl
+        restart`` does to the unit's processes), start it again with the
+        unit's command (same ``--database``, credentials and port) and wait
+        until it is healthy. The SuperNodes keep running and reconnect."""
+        stop([self.superlink])
+        children = {
+            pid
+            for program in ("flower-superexec", "flwr-serverapp")
+            for pid in pids_mentioning(program, self.address)
+        }
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        wait_for(
+            lambda: not children & set(pids_mentioning(self.address)),
+            "the SuperLink's SuperExec and ServerApp to end",
+            timeout=30,
+        )
+        self._start_superlink()
+        ca = self.credentials / "ca.crt"
+        wait_until_healthy(self.port, self.superlink, self.superlink_logs[-1], ca)
+
+    def online_nodes(self) -> dict[str, str]:
+        """Node id -> status as ``flwr supernode list`` shows them (JSON)."""
+        listed = run_tool(
+            "flwr", "supernode", "list", "blossom", "--format", "json", env=self.env
+        )
+        try:
+            nodes = json.loads(listed.stdout)["nodes"]
+        except (json.JSONDecodeError, KeyError):
+            return {}
+        return {str(node["node-id"]): str(node["status"]) for node in nodes}
+
+    def close(self) -> None:
+        """Stop every process it started, and whatever mentions its ports."""
+        stop(self.processes)
+        for tag in self.tags:
+            stop_processes_mentioning(tag)
+
+
+def _saved_state(state_dir: Path, experiment: str = "*") -> Path | None:
+    """The node's newest private-state file (``client_state.py``'s layout:
+    ``partition-<id>-<set>/<experiment>/run-<k>/round-<r>.npz``), of any
+    experiment or of ``experiment`` (``layout.experiment_name``)."""
+    files = state_dir.glob(f"partition-*/{experiment}/run-*/round-*.npz")
+    rounds = {int(f.stem.removeprefix("round-")): f for f in files}
+    return rounds[max(rounds)] if rounds else None
+
+
+def trained_rounds(state_dir: Path, experiment: str = "*") -> int:
+    """Local rounds in the node's saved private state (0 before it exists),
+    of any experiment or of ``experiment``."""
+    saved = _saved_state(state_dir, experiment)
     if saved is None:
         return 0
     try:
@@ -309,3 +572,39 @@ class BackgroundRun:
         self._thread.join(timeout=timeout)
         [outcome] = self._outcomes
         return outcome
+
+
+def metric_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
+    """A metrics CSV's rows by (round, partition_id) (``""`` for per-round
+    files), without ``node_id`` and the ``*_seconds`` columns, which differ
+    from run to run however alike the runs are."""
+    rows = {}
+    for row in read_rows(path):
+        key = (row["round"], row.get("partition_id", ""))
+        assert key not in rows, f"{path}: two rows for {key}"
+        rows[key] = {
+            column: value
+            for column, value in row.items()
+            if column != "node_id" and not column.endswith("_seconds")
+        }
+    return rows
+
+
+def assert_same_metrics(expected: Path, actual: Path) -> None:
+    """The run directories' ``client_metrics.csv`` and
+    ``aggregated_metrics.csv`` hold the same values, cell for cell, per round
+    and partition (``metric_rows``); a failure lists every cell that differs."""
+    differences = []
+    for name in ("client_metrics.csv", "aggregated_metrics.csv"):
+        want, got = metric_rows(expected / name), metric_rows(actual / name)
+        if want.keys() != got.keys():
+            differences.append(
+                f"{name}: rows only in {expected}: {sorted(want.keys() - got.keys())}, "
+                f"only in {actual}: {sorted(got.keys() - want.keys())}"
+            )
+        for key in sorted(want.keys() & got.keys()):
+            for column in sorted(want[key].keys() | got[key].keys()):
+                a, b = want[key].get(column), got[key].get(column)
+                if a != b:
+                    differences.append(f"{name} {key} {column}: {a!r} != {b!r}")
+    assert not differences, "metrics differ:\n" + "\n".join(differences)

@@ -16,7 +16,12 @@ from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.presets import app_defaults, resolve_preset
 from blossom_app.errors import ConfigError
 from blossom_app.reporting.compare import Comparison, compare
-from blossom_app.reporting.layout import RESULTS_ENV, read_config, results_root
+from blossom_app.reporting.layout import (
+    CONFIG,
+    RESULTS_ENV,
+    read_config,
+    results_root,
+)
 from blossom_app.server.checkpoint import CheckpointError
 from blossom_app.server.resume import find_resume
 from blossom_app.tools.flwr_runner import (
@@ -97,12 +102,13 @@ def _resumed(directory: Path, overrides: dict, defaults: dict) -> dict | None:
     """The run config that continues ``directory``: its own, ``overrides``
     over it, ``resume`` set; checked against its checkpoint before anything
     starts. None if the experiment finished already (said so)."""
-    point = find_resume(str(directory), {**defaults, **overrides}, defaults)
+    path = directory.expanduser().resolve()
+    saved = read_config(path) if (path / CONFIG).is_file() else {}
+    resumed = {**saved, **overrides, "resume": str(path)}
+    point = find_resume(str(path), {**defaults, **resumed}, defaults)
     if point.finished:
         print(f"blossom run: {point.path} finished already: nothing to resume")
         return None
-    resumed = {**read_config(point.path), **overrides, "resume": str(point.path)}
-    find_resume(str(point.path), {**defaults, **resumed}, defaults)
     print(f"Resuming {point.path}: run {point.run_index}, after round "
           f"{point.server_round}")  # fmt: skip
     return resumed

@@ -191,6 +191,7 @@ def test_real_run_csvs_carry_what_the_run_reported(flwr_env):
             "round",
             "train_seconds",
             "aggregate_seconds",
+            "checkpoint_seconds",
             "evaluate_seconds",
         ]
         communication = read_rows(run / "communication.csv")

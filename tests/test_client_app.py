@@ -4,7 +4,7 @@ reset with a new run, survive a restart through state-dir, never leave."""
 
 import numpy as np
 import pytest
-from flwr.app import Context, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, RecordDict
 from rounds import (
     NODES,
     RUN_CONFIG,
@@ -17,7 +17,7 @@ from rounds import (
 )
 
 from blossom_app.client.client_app import app as client_app
-from blossom_app.client.client_state import PRIVATE
+from blossom_app.client.client_state import PRIVATE, PrivateState, PrivateStore
 from blossom_app.client.local_client import LocalClient
 from blossom_app.errors import ConfigError
 
@@ -139,3 +139,40 @@ def test_unknown_node_config_modality_is_an_error_reply_naming_the_fix(bad):
     msg = next(m for m in messages if m.metadata.dst_node_id == ACC)
     with pytest.raises(ConfigError, match="'modalities'.*--node-config"):
         client_app(msg, nodes[ACC])
+
+
+def test_private_state_is_filed_per_experiment_run_and_round(tmp_path):
+    def context() -> Context:  # a node's context in a new Flower run: empty
+        return Context(7, 1, {}, RecordDict(), {})
+
+    node = context()
+
+    def store(ctx=node, experiment="exp-a", run=0, checkpointed=0) -> PrivateStore:
+        config = {"run-index": run, "checkpoint-round": checkpointed}
+        return PrivateStore(
+            ctx, tmp_path, ConfigRecord({"experiment": experiment, **config})
+        )
+
+    def state(rounds: int) -> PrivateState:
+        head = Array(np.full(2, rounds, np.float32))
+        return PrivateState(ArrayRecord({"head.0.bias": head}), rounds)
+
+    for server_round in range(1, 5):  # the server checkpoints every round
+        store(checkpointed=server_round - 1).save(server_round, state(server_round))
+    run_0 = tmp_path / "exp-a" / "run-0"
+    # kept: the state a resume from the checkpoint (round 3) needs, and later
+    assert sorted(p.name for p in run_0.iterdir()) == ["round-3.npz", "round-4.npz"]
+    # the server died after checkpointing round 3 and asks for round 4 again:
+    # a new Flower run (empty memory) and this one (round 4 in memory) both
+    # start from the state after round 3
+    for ctx in (context(), node):
+        redo = store(ctx, checkpointed=3).load(up_to=3)
+        assert redo.rounds == 3 and redo.arrays["head.0.bias"].numpy()[0] == 3
+    assert store(context(), checkpointed=3).load(up_to=4).rounds == 4  # evaluate
+    # another experiment, or another run of it, starts fresh
+    assert store(context(), experiment="exp-b").load(up_to=9) is None
+    assert store(context(), run=1).load(up_to=9) is None
+    store(run=1).save(1, state(1))  # run 1 saves: run 0's state goes
+    assert not run_0.exists() and (tmp_path / "exp-a" / "run-1").is_dir()
+    with pytest.raises(ValueError, match="experiment"):  # never a path outside
+        store(experiment="../elsewhere")

@@ -4,11 +4,13 @@ from pathlib import Path
 
 import pytest
 from results_helpers import assert_readable_png, make_experiment
+from rounds import global_arrays, profiles
 
 from blossom_app.errors import ConfigError
 from blossom_app.reporting.csv_files import read_rows
 from blossom_app.reporting.layout import find_experiments
 from blossom_app.reporting.output import complete_experiment
+from blossom_app.server.server_state import ServerState
 from blossom_app.tools.cli import main
 from blossom_app.tools.sweep import SweepGrid, run_sweep
 
@@ -163,3 +165,18 @@ def test_bad_run_config_stops_the_sweep_before_anything_runs(bad, tmp_path, caps
     assert code == 2
     assert "--run-config" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_an_interrupted_cell_with_a_usable_checkpoint_is_resumed(tmp_path):
+    [cell] = tiny_grid(("full-model",)).cells(APP, tmp_path, TINY)
+    path = make_experiment(tmp_path, "1-1-1", "full-model", [0.5], config=cell.resolved)
+    assert cell.interrupted(tmp_path) is None  # no checkpoint: run afresh
+    state = ServerState.fresh(profiles(), arrays=global_arrays())
+    state.save(path / "checkpoint.npz", cell.resolved)
+    assert cell.interrupted(tmp_path) == path
+    # a checkpoint of another config is not this cell's to resume
+    state.save(path / "checkpoint.npz", {**cell.resolved, "num-server-rounds": 9})
+    assert cell.interrupted(tmp_path) is None
+    state.save(path / "checkpoint.npz", cell.resolved)
+    complete_experiment(path)  # finished: skipped, not resumed
+    assert cell.interrupted(tmp_path) is None and cell.finished(tmp_path) == path

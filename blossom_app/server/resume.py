@@ -133,12 +133,4 @@ def find_resume(
             __version__,
         )
     state = header["state"]
-    point = ResumePoint(path, int(state["run_index"]), int(state["server_round"]))
-    log(
-        INFO,
-        "Resuming %s: run %d after round %d",
-        path,
-        point.run_index,
-        point.server_round,
-    )
-    return point
+    return ResumePoint(path, int(state["run_index"]), int(state["server_round"]))

@@ -42,6 +42,13 @@ def main(grid: Grid, context: Context) -> None:
         if resumed.finished:
             log(INFO, "%s finished already: nothing to resume", resumed.path)
             return
+        log(
+            INFO,
+            "Resuming %s: run %d, after round %d",
+            resumed.path,
+            resumed.run_index,
+            resumed.server_round,
+        )
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     check_fleet(profiles, config.mix)
     fleet = Fleet(profiles, config.mix, config.round_timeout)

@@ -4,7 +4,9 @@ of policy ``centralized`` is the pooled-data baseline of the same config, run in
 this process (``centralized.py``).
 
 A cell is skipped when a complete experiment with the same run config already
-exists under the results root, so an interrupted sweep resumes where it stopped.
+exists under the results root, and an unfinished one with a usable checkpoint
+is resumed from it (``resume``), so an interrupted sweep goes on where it
+stopped, mid-cell included.
 """
 
 import time
@@ -27,6 +29,8 @@ from blossom_app.common.presets import (
 from blossom_app.errors import ConfigError
 from blossom_app.reporting.compare import Comparison, compare
 from blossom_app.reporting.layout import cell_dir, find_experiments, read_config
+from blossom_app.server.checkpoint import CheckpointError
+from blossom_app.server.resume import find_resume
 from blossom_app.tools.flwr_runner import RunOutcome, run_app
 
 #: Run-config keys that say where results go, not what was run.
@@ -66,16 +70,31 @@ class Cell:
         an older experiment's config lacks counts as the app's default, so
         adding a key to the app does not void old results."""
         complete, _ = find_experiments([self.directory(root)])
+        matching = self._alike(complete)
+        return matching[-1] if matching else None
+
+    def interrupted(self, root: Path) -> Path | None:
+        """The latest unfinished experiment of this cell, with the same run
+        config, that its checkpoint can resume; None if there is none."""
+        _, incomplete = find_experiments([self.directory(root)])
+        for path in reversed(self._alike(incomplete)):
+            try:
+                find_resume(str(path), self.resolved, self.defaults)
+            except (CheckpointError, ConfigError):
+                continue
+            return path
+        return None
+
+    def _alike(self, experiments: list[Path]) -> list[Path]:
         wanted = {k: v for k, v in self.resolved.items() if k not in NOT_COMPARED}
-        matching = [
+        return [
             path
-            for path in complete
+            for path in experiments
             if all(
                 {**self.defaults, **read_config(path)}.get(k) == v
                 for k, v in wanted.items()
             )
         ]
-        return matching[-1] if matching else None
 
 
 @dataclass(frozen=True)
@@ -183,14 +202,21 @@ def run_sweep(
             continue
         left = fmean(durations) * (len(cells) - index) if durations else 0.0
         eta = f", about {_duration(left)} left" if durations else ""
-        progress(f"{bar} {cell.name}: running{eta}")
+        run_config = cell.run_config
+        if cell.config.policy.name != CENTRALIZED and (
+            resumed := cell.interrupted(root)
+        ):
+            run_config = {**run_config, "resume": str(resumed)}
+            progress(f"{bar} {cell.name}: resuming {resumed.name}{eta}")
+        else:
+            progress(f"{bar} {cell.name}: running{eta}")
         start = time.monotonic()
         if cell.config.policy.name == CENTRALIZED:
             outcome = _run_centralized(cell)
         else:
             outcome = run_app(
                 app_dir,
-                cell.run_config,
+                run_config,
                 num_supernodes=cell.config.mix.num_clients,
                 cpus_per_client=cpus_per_client,
                 env=env,

@@ -11,11 +11,13 @@ from blossom_app.common.policies import ADAPTIVE, ADAPTIVE_SUFFIX, policy_specs
 from blossom_app.common.presets import available_presets
 from blossom_app.data import PARTITIONERS
 from blossom_app.reporting.layout import (
+    CHECKPOINT,
     describe,
     find_experiments,
     read_config,
     run_dirs,
 )
+from blossom_app.server.checkpoint import CheckpointError, read_header
 
 
 def describe_app() -> str:
@@ -53,6 +55,18 @@ def describe_app() -> str:
     return "\n".join(lines)
 
 
+def _interrupted(experiment: Path) -> str:
+    """How far an unfinished experiment's checkpoint got, and how to go on."""
+    try:
+        state = read_header(experiment / CHECKPOINT)["state"]
+    except CheckpointError as error:
+        return f"not resumable: {error}"
+    return (
+        f"checkpoint after run {state['run_index']}, round {state['server_round']}:"
+        f" blossom run --resume {experiment}"
+    )
+
+
 def describe_results(path: Path) -> str:
     """Each experiment under ``path``: its cell, state, runs and resolved config."""
     complete, incomplete = find_experiments([path])
@@ -63,6 +77,8 @@ def describe_results(path: Path) -> str:
         state = "complete" if experiment in complete else "incomplete"
         runs = len(run_dirs(experiment))
         lines.append(f"{experiment}\n  {describe(experiment)}: {state}, {runs} run(s)")
+        if experiment in incomplete:
+            lines.append(f"  {_interrupted(experiment)}")
         for key, value in sorted(read_config(experiment).items()):
             lines.append(f"  {key} = {toml_value(value)}")
     return "\n".join(lines)

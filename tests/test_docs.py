@@ -479,3 +479,20 @@ def test_the_personalization_bench_writes_its_table_into_the_docs(
     assert after.split(bench.TABLE_END)[1] == before.split(bench.TABLE_END)[1]
     sys.modules.pop("personalization", None)
     sys.modules.pop("harness", None)
+
+
+def test_every_bad_input_row_names_a_test_that_exists():
+    """docs/reliability.md: each row of the bad-input table is a test."""
+    table = section(
+        (DOCS / "reliability.md").read_text(), "Bad input and the error it gets"
+    )
+    rows = table_rows(table)[1:]  # below the header
+    assert len(rows) >= 20
+    missing = []
+    for row in rows:
+        [named] = code_spans(row[-1])
+        file, _, test = named.partition("::")
+        source = (APP / file).read_text() if (APP / file).is_file() else ""
+        if not re.search(rf"^def {re.escape(test)}\(", source, re.M):
+            missing.append(named)
+    assert not missing, f"rows naming no test: {missing}"

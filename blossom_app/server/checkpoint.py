@@ -8,12 +8,12 @@ the resolved run config the checkpoint belongs to, and the state's own fields
 rename), so the last good checkpoint stays until the next one is complete.
 
 Reading checks everything a resume relies on and says what is wrong and what
-to do: a missing, truncated or corrupt file, a newer schema, a config that
-differs (each key named) from the one it belongs to.
+to do: a missing, truncated or corrupt file (every array the header lists is
+read back, checksums included), a newer schema, a config that differs (each
+key named) from the one it belongs to.
 """
 
 import json
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -51,6 +51,7 @@ def write_checkpoint(
         "schema": SCHEMA,
         "version": __version__,
         "config": dict(run_config),
+        "arrays": sorted(arrays),  # read back, so a damaged archive shows
         "state": state,
     }
     text = json.dumps(header, default=_plain, allow_nan=True)
@@ -89,7 +90,11 @@ def _read(path: Path, arrays: bool) -> tuple[dict, dict[str, NDArray]]:
         with np.load(path, allow_pickle=False) as saved:
             header = json.loads(bytes(saved[HEADER]).decode("utf-8"))
             loaded = {k: saved[k] for k in saved.files if k != HEADER} if arrays else {}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    except Exception as error:
+        # Damage fails in many ways: zipfile (BadZipFile; NotImplementedError
+        # for a compression method or version, RuntimeError for an "encrypted"
+        # flag), numpy's header parser (ValueError, tokenize.TokenError), json,
+        # a missing header (KeyError).
         raise CheckpointError(
             f"The checkpoint {path} is truncated or corrupt ({error}). It is "
             "replaced atomically, so this is damage from outside the app (a full "
@@ -104,6 +109,13 @@ def _read(path: Path, arrays: bool) -> tuple[dict, dict[str, NDArray]]:
             f"The checkpoint {path} has schema {schema}, written by BLOSSOM "
             f"{header.get('version', '?')}; this is BLOSSOM {__version__}, which "
             f"reads schema {SCHEMA} and older. Resume it with the newer version."
+        )
+    if arrays and sorted(loaded) != header.get("arrays"):
+        missing = sorted(set(header.get("arrays", [])) - set(loaded))
+        raise CheckpointError(
+            f"The checkpoint {path} is corrupt: {len(missing)} of its arrays cannot "
+            f"be read (e.g. {missing[:3]}). Restore it from a copy, or start the run "
+            "again without resume."
         )
     return header, loaded
 

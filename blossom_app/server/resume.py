@@ -25,7 +25,7 @@ from blossom_app.server.checkpoint import (
     MAY_DIFFER,
     CheckpointError,
     config_differences,
-    read_header,
+    read_checkpoint,
 )
 from blossom_app.server.server_state import ServerState
 
@@ -108,12 +108,12 @@ def find_resume(
         )
     if is_complete(path):
         return ResumePoint(path, -1, -1, finished=True)
-    header = read_header(path / CHECKPOINT)
-    if config_differences(header["config"], read_config(path), defaults):
+    header, _ = read_checkpoint(path / CHECKPOINT)  # all of it: damage shows now
+    if other := config_differences(header["config"], read_config(path), defaults):
         raise CheckpointError(
             f"{path / CHECKPOINT} belongs to another experiment: its config is not "
-            f"the one in {path / CONFIG}. Put back that experiment's checkpoint, "
-            "or start the run again without resume."
+            f"the one in {path / CONFIG} ({'; '.join(other)}). Put back that "
+            "experiment's checkpoint, or start the run again without resume."
         )
     differences = config_differences(header["config"], run_config, defaults)
     if differences:

@@ -5,7 +5,8 @@ experiment's ``checkpoint.npz`` as each run starts, every ``checkpoint-every``
 rounds and after a run's last round, and tells the nodes (through the round
 config) the last round it holds, so they keep the private state a resume
 would need. ``find_resume`` checks a ``resume`` directory against this run's
-config and says where to continue, or that the experiment already finished.
+config and says where to continue, or that the experiment already finished;
+``starting_state`` is the state each run starts from.
 """
 
 import time
@@ -14,10 +15,13 @@ from dataclasses import dataclass
 from logging import INFO, WARNING
 from pathlib import Path
 
-from flwr.app import ConfigRecord
+from flwr.app import ArrayRecord, ConfigRecord
 from flwr.supercore import log
 
 from blossom_app import __version__
+from blossom_app.common.config import ExperimentConfig
+from blossom_app.common.model import build_model
+from blossom_app.common.profile import NodeProfile
 from blossom_app.common.protocol import CHECKPOINT_ROUND
 from blossom_app.errors import ConfigError
 from blossom_app.reporting.layout import CHECKPOINT, CONFIG, is_complete, read_config
@@ -27,6 +31,7 @@ from blossom_app.server.checkpoint import (
     config_differences,
     read_checkpoint,
 )
+from blossom_app.server.server_optimizers import ServerOptimizer
 from blossom_app.server.server_state import ServerState
 
 
@@ -134,3 +139,31 @@ def find_resume(
         )
     state = header["state"]
     return ResumePoint(path, int(state["run_index"]), int(state["server_round"]))
+
+
+def starting_state(
+    config: ExperimentConfig,
+    run_index: int,
+    profiles: dict[int, NodeProfile],
+    resumed: ResumePoint | None,
+    checkpoints: Checkpoints,
+) -> ServerState:
+    """The state run ``run_index`` starts from: its checkpoint's when the
+    experiment ``resumed`` died in this run, else a fresh one (the initial
+    model of the run's seed), checkpointed at once."""
+    optimizer = ServerOptimizer(config.server_optimizer)
+    if resumed is not None and run_index == resumed.run_index:
+        state = ServerState.load(resumed.checkpoint, profiles, optimizer)
+        checkpoints.config[CHECKPOINT_ROUND] = state.server_round
+        return state
+    seed = config.run_seed(run_index)
+    model = build_model(config.task, config.task.modality_names, config.fusion, seed)
+    state = ServerState.fresh(
+        profiles,
+        run_index=run_index,
+        arrays=ArrayRecord(model.state_dict()),
+        optimizer=optimizer,
+        seed=seed,
+    )
+    checkpoints(state)
+    return state

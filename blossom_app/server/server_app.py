@@ -5,21 +5,19 @@ write results."""
 from functools import cache, partial
 from logging import INFO
 
-from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from flwr.supercore import log
 
 from blossom_app.common.config import ExperimentConfig
-from blossom_app.common.model import build_model, parameter_keys
+from blossom_app.common.model import parameter_keys
 from blossom_app.common.presets import app_defaults, resolve_preset
-from blossom_app.common.protocol import CHECKPOINT_ROUND, EXPERIMENT, NODE_STATE_DIR
+from blossom_app.common.protocol import EXPERIMENT, NODE_STATE_DIR
 from blossom_app.reporting.layout import CHECKPOINT, NODE_STATE, experiment_name
 from blossom_app.reporting.output import ExperimentOutput
 from blossom_app.server.export_round import export_models
 from blossom_app.server.fleet import Fleet, check_fleet, discover_nodes
-from blossom_app.server.resume import Checkpoints, find_resume
-from blossom_app.server.server_optimizers import ServerOptimizer
-from blossom_app.server.server_state import ServerState
+from blossom_app.server.resume import Checkpoints, find_resume, starting_state
 from blossom_app.server.strategy import BlockwiseStrategy
 
 app = ServerApp()
@@ -75,22 +73,7 @@ def main(grid: Grid, context: Context) -> None:
             config.num_server_rounds,
             round_config,
         )
-        optimizer = ServerOptimizer(config.server_optimizer)
-        if resumed and run_index == resumed.run_index:
-            state = ServerState.load(resumed.checkpoint, fleet.profiles, optimizer)
-            round_config[CHECKPOINT_ROUND] = state.server_round
-        else:
-            model = build_model(
-                config.task, config.task.modality_names, config.fusion, seed
-            )
-            state = ServerState.fresh(
-                fleet.profiles,
-                run_index=run_index,
-                arrays=ArrayRecord(model.state_dict()),
-                optimizer=optimizer,
-                seed=seed,
-            )
-            checkpoints(state)
+        state = starting_state(config, run_index, fleet.profiles, resumed, checkpoints)
         strategy = BlockwiseStrategy(
             config.policy,
             fleet,

@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from conftest import free_port, stop_processes_mentioning
 
-from blossom_app.reporting.csv_files import read_rows
 from blossom_app.tools.flwr_runner import RunOutcome, run_app
 
 EDGE = Path(__file__).parents[1] / "edge"
@@ -474,15 +473,16 @@ class SecuredFederation:
 
     def serverapps(self) -> dict[int, str]:
         """Pid -> command line of the ServerApp processes this SuperLink's
-        SuperExec started (``flwr-serverapp --serverappio-api-address
-        <its address> …``)."""
+        SuperExec started (``flwr-serverapp --runtime-api-address <its
+        address> --token … --parent-pid <the SuperExec's>``)."""
         return pids_mentioning("flwr-serverapp", self.address)
 
     def restart_superlink(self) -> None:
         """Stop the SuperLink and what it started (SIGTERM, as ``systemctl
-        restart`` does to the unit's processes), start it again with the
-        unit's command (same ``--database``, credentials and port) and wait
-        until it is healthy. The SuperNodes keep running and reconnect."""
+        restart`` does to the unit's processes; SIGKILL after 15 s, where
+        systemd waits 90 s), start it again with the unit's command (same
+        ``--database``, credentials and port) and wait until it is healthy.
+        The SuperNodes keep running and reconnect by themselves."""
         stop([self.superlink])
         children = {
             pid
@@ -501,7 +501,7 @@ class SecuredFederation:
         ca = self.credentials / "ca.crt"
         wait_until_healthy(self.port, self.superlink, self.superlink_logs[-1], ca)
 
-    def online_nodes(self) -> dict[str, str]:
+    def node_statuses(self) -> dict[str, str]:
         """Node id -> status as ``flwr supernode list`` shows them (JSON)."""
         listed = run_tool(
             "flwr", "supernode", "list", "blossom", "--format", "json", env=self.env
@@ -548,13 +548,14 @@ def state_saved_at(state_dir: Path) -> float:
     return saved.stat().st_mtime
 
 
-def wait_for(condition, what: str, timeout: float = 240) -> None:
-    """Poll ``condition()`` until true, or fail naming ``what``."""
+def wait_for(condition, what: str, timeout: float = 240, interval: float = 0.2) -> None:
+    """Poll ``condition()`` every ``interval`` seconds until true, or fail
+    naming ``what``."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 class BackgroundRun:
@@ -572,39 +573,3 @@ class BackgroundRun:
         self._thread.join(timeout=timeout)
         [outcome] = self._outcomes
         return outcome
-
-
-def metric_rows(path: Path) -> dict[tuple[str, str], dict[str, str]]:
-    """A metrics CSV's rows by (round, partition_id) (``""`` for per-round
-    files), without ``node_id`` and the ``*_seconds`` columns, which differ
-    from run to run however alike the runs are."""
-    rows = {}
-    for row in read_rows(path):
-        key = (row["round"], row.get("partition_id", ""))
-        assert key not in rows, f"{path}: two rows for {key}"
-        rows[key] = {
-            column: value
-            for column, value in row.items()
-            if column != "node_id" and not column.endswith("_seconds")
-        }
-    return rows
-
-
-def assert_same_metrics(expected: Path, actual: Path) -> None:
-    """The run directories' ``client_metrics.csv`` and
-    ``aggregated_metrics.csv`` hold the same values, cell for cell, per round
-    and partition (``metric_rows``); a failure lists every cell that differs."""
-    differences = []
-    for name in ("client_metrics.csv", "aggregated_metrics.csv"):
-        want, got = metric_rows(expected / name), metric_rows(actual / name)
-        if want.keys() != got.keys():
-            differences.append(
-                f"{name}: rows only in {expected}: {sorted(want.keys() - got.keys())}, "
-                f"only in {actual}: {sorted(got.keys() - want.keys())}"
-            )
-        for key in sorted(want.keys() & got.keys()):
-            for column in sorted(want[key].keys() | got[key].keys()):
-                a, b = want[key].get(column), got[key].get(column)
-                if a != b:
-                    differences.append(f"{name} {key} {column}: {a!r} != {b!r}")
-    assert not differences, "metrics differ:\n" + "\n".join(differences)

@@ -27,7 +27,14 @@ from blossom_app.tools.flwr_runner import run_app, run_status
 APP = Path(__file__).parents[1]
 ROUNDS = 4
 KILLED_AFTER = 2  # the round the checkpoint holds when the ServerApp is killed
-CONFIG = {
+CONFIG = {  # named in full: the app's defaults may change (DECISIONS 26)
+    "aggregation": "private-head-fusion",
+    "personalization": "fixed",
+    "server-optimizer": "fedavg",
+    "transport": "fp16",
+    "client-optimizer": "sgd",
+    "learning-rate": 0.05,
+    "fraction-train": 1.0,
     "num-server-rounds": ROUNDS,
     "local-epochs": 1,
     "batch-size": 64,

@@ -56,7 +56,7 @@ def test_deployed_nodes_train_with_their_node_config_modalities(loopback_federat
     assert up == {("0", "encoder:acc"), ("1", "encoder:gyro")}
     # each SuperNode also kept its private blocks on disk (state-dir)
     state = federation.logs.parent
-    assert list((state / "state-acc").glob("partition-0-acc/*.npz"))
+    assert list((state / "state-acc").glob("partition-0-acc/*/run-0/round-*.npz"))
     # ... and, with no export-dir, exported its model under <state-dir>/models:
     # on the device, never to the server's results
     models = {r["partition_id"]: r for r in read_rows(result / "run_0/models.csv")}

@@ -143,8 +143,8 @@ def test_fp16_transport_halves_the_bytes_both_ways_and_exports_losslessly(tmp_pa
         }  # fmt: skip
         if transport == "fp16":
             export_models(
-                LocalGrid(nodes), server, arrays, tmp_path / "models",
-                run_index=0, server_round=1, int8=False, timeout=60,
+                LocalGrid(nodes), server, arrays, round_config(), tmp_path / "models",
+                server_round=1, int8=False, timeout=60,
             )  # fmt: skip
             exported = [
                 r for r in server.record.communication if r["phase"] == "export"
@@ -182,8 +182,8 @@ def test_the_local_policy_sends_no_arrays_in_any_message(tmp_path):
     replies2, arrays = train_round(server, arrays, nodes, server_round=2)
     messages = list(server.configure_evaluate(2, arrays, CONFIG, LocalGrid(nodes)))
     export_models(
-        LocalGrid(nodes), server, arrays, tmp_path / "models",
-        run_index=0, server_round=2, int8=False, timeout=60,
+        LocalGrid(nodes), server, arrays, round_config(), tmp_path / "models",
+        server_round=2, int8=False, timeout=60,
     )  # fmt: skip
     for message in (*replies, *replies2, *messages):
         assert not message.content.array_records.get("arrays", ArrayRecord())

@@ -19,7 +19,7 @@ from blossom_app.common.policies import ADAPTIVE, make_policy
 from blossom_app.common.presets import PRESET, Scalar, resolve_preset
 from blossom_app.common.training import CLIENT_OPTIMIZERS, TrainingSettings
 from blossom_app.common.transport import WIRE_DTYPES
-from blossom_app.data import PARTITIONERS, DataSettings
+from blossom_app.data import PARTITIONERS, DataSettings, feature_identities
 from blossom_app.errors import ConfigError
 
 #: How a client composes its personalized model (``personalization.py``).
@@ -127,6 +127,7 @@ class ExperimentConfig:
             get_task(str(get(config, "dataset", str))),
             str(optional(config, "data-columns", str, "")),
         )
+        feature_identities(task)  # a feature the cache cannot key: said here, once
         partitioner = choice(config, "partitioner", PARTITIONERS)
         if partitioner == "natural" and task.group_column is None:
             raise ConfigError(

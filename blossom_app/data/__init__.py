@@ -7,7 +7,7 @@ first use, so a client reading its cached arrays never loads those packages.
 
 import importlib
 
-from blossom_app.data.cache import cache_dir
+from blossom_app.data.cache import cache_dir, feature_identities
 from blossom_app.data.client_data import load_client_data, warn_if_one_class
 from blossom_app.data.examples import ClientData, Split
 from blossom_app.data.settings import DataSettings
@@ -35,6 +35,7 @@ __all__ = [
     "Split",
     "assign_dataset",
     "cache_dir",
+    "feature_identities",
     "load_client_data",
     "load_task_dataset",
     "make_partitioner",

@@ -5,13 +5,13 @@ split and partition settings and the code that computes them; they are
 written once (``.npz``) and read back by every later process — a simulated
 client process, a restarted SuperNode, the next run of a sweep — with numpy
 alone, without importing HF ``datasets`` and ``flwr-datasets`` (startup time
-and memory of every client process). A source that changes on disk, or any
-change to the code in this package, gives a new key. Hub datasets are not
+and memory of every client process). A source that changes on disk, any
+change to the code in this package, or to a modality's feature function or
+its parameters (``feature_identity.py``), gives a new key. Hub datasets are not
 cached here (HF caches their downloads itself).
 """
 
 import hashlib
-import inspect
 import json
 import os
 from collections.abc import Mapping
@@ -22,6 +22,12 @@ import numpy as np
 from blossom_app.atomic_files import atomic_open
 from blossom_app.benchmarks.task import Task
 from blossom_app.data.examples import ClientData, Split
+from blossom_app.data.feature_identity import (
+    UnkeyableFeature,
+    defined_in,
+    feature_identity,
+)
+from blossom_app.errors import DataError
 
 _CODE = sorted(Path(__file__).parent.glob("*.py"))
 
@@ -49,14 +55,27 @@ def source_identity(task: Task, source: str) -> list | None:
     ]
 
 
-def _feature_code(task: Task) -> list[Path]:
-    """The source files of the task's feature functions (audio, text, images)."""
-    files = {
-        Path(inspect.getfile(type(m.features)))
-        for m in task.modalities
-        if m.features is not None
-    }
-    return sorted(files)
+def feature_identities(task: Task) -> dict[str, list | None]:
+    """Each modality's ``features`` as the cache key holds them (identical in
+    every process: ``feature_identity.py``). A feature that cannot be keyed
+    is a ``DataError`` naming the modality, the task and what to do; the
+    ServerApp meets it once, at start (``ExperimentConfig``)."""
+    identities = {}
+    for spec in task.modalities:
+        if spec.features is None:
+            identities[spec.name] = None
+            continue
+        try:
+            identities[spec.name] = feature_identity(spec.features)
+        except UnkeyableFeature as error:
+            where = defined_in(spec.features)
+            raise DataError(
+                f"The features of modality '{spec.name}' of dataset '{task.name}' "
+                f"(defined in {where}) cannot be cached: {error}. Give that parameter "
+                "a repr that is the same in every process (a number, a string, a "
+                "tuple, a dataclass of those), or compute it inside the function."
+            ) from None
+    return identities
 
 
 def _digest(paths: list[Path]) -> str:
@@ -76,13 +95,12 @@ def client_data_path(task: Task, identity: list, settings: Mapping) -> Path:
             task.class_names,
             task.overlapping_windows,
         ],
-        "modalities": [
-            [m.name, m.column, m.shape, repr(m.features)] for m in task.modalities
-        ],
+        "modalities": [[m.name, m.column, m.shape] for m in task.modalities],
+        "features": feature_identities(task),
         "labels": repr(task.label_map),
         "source": identity,
         "settings": dict(settings),
-        "code": _digest(_CODE + _feature_code(task)),
+        "code": _digest(_CODE),
     }
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return cache_dir() / "clients" / f"{task.name}-{name[:32]}.npz"

@@ -14,7 +14,7 @@ from flwr.common.config import parse_config_args
 
 from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.presets import app_defaults, resolve_preset
-from blossom_app.errors import ConfigError
+from blossom_app.errors import ConfigError, DataError
 from blossom_app.reporting.compare import Comparison, compare
 from blossom_app.reporting.layout import (
     CONFIG,
@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
             if overrides is None:
                 return 0
         config = ExperimentConfig.from_run_config({**defaults, **overrides}, defaults)
-    except (ConfigError, CheckpointError) as error:
+    except (ConfigError, DataError, CheckpointError) as error:
         print(f"blossom run: {error}", file=sys.stderr)
         return 2
     installing = installing_superexecs()
@@ -126,7 +126,7 @@ def _centralized(args: argparse.Namespace) -> int:
     try:
         run_config = resolve_preset({**defaults, **overrides}, defaults, app)
         config = ExperimentConfig.from_run_config(run_config, defaults)
-    except ConfigError as error:
+    except (ConfigError, DataError) as error:
         print(f"blossom centralized: {error}", file=sys.stderr)
         return 2
     print(f"Centralized baseline written to {run_centralized(config, run_config)}")
@@ -155,7 +155,7 @@ def _sweep(args: argparse.Namespace) -> int:
     app = args.app.resolve()
     try:
         cells = sweep_grid(args).cells(app, root, overrides)
-    except ConfigError as error:
+    except (ConfigError, DataError) as error:
         print(f"blossom sweep: {error}", file=sys.stderr)
         return 2
     print(f"Sweep: {len(cells)} experiment(s) of {app}, results in {root}")

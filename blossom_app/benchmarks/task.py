@@ -60,6 +60,8 @@ class Task:
     lower-cased, or an id) -> its class index; rows whose label it lacks are
     left out. ``head_hidden``: the head's hidden layer sizes. ``presets``: a
     plug-in's directory of preset files (``<name>.toml``, see ``presets.py``).
+    ``default_preset``: the preset a run of this task takes when its run
+    config names none (the user's keys still win over it).
     """
 
     name: str
@@ -77,6 +79,7 @@ class Task:
     metric: str = "accuracy"
     label_map: Mapping[str | int, int] | None = field(default=None, hash=False)
     presets: Path | None = None
+    default_preset: str = ""
 
     @property
     def modality_names(self) -> tuple[str, ...]:

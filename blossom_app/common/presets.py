@@ -5,7 +5,10 @@ the app directory, or for a plug-in dataset ``paper.toml`` in the directory
 its ``Task.presets`` names (shipped with the plug-in). Its values replace the
 app's defaults, and a key the user set to anything but its default wins over
 the preset, so one command combines both:
-``flwr run . --run-config "preset='paper' seed=7"``. The app resolves the
+``flwr run . --run-config "preset='paper' seed=7"``. A dataset's task may
+name the preset it runs with when the run config names none
+(``Task.default_preset``): explicit keys > the user's preset > the task's
+default preset > the app's defaults (DECISIONS 34). The app resolves the
 preset itself (the ServerApp, every ClientApp, ``blossom`` commands), and the
 results record the resolved values, so ``blossom compare`` and sweeps see
 what actually ran.
@@ -121,10 +124,12 @@ def resolve_preset(
     Resolving twice gives the same result.
     """
     resolved = dict(run_config)
+    dataset = str(resolved.get("dataset", ""))
     name = str(resolved.get(PRESET, ""))
+    if not name and dataset and (name := _task_default(dataset, app_dir)):
+        resolved[PRESET] = name
     if not name:
         return resolved
-    dataset = str(resolved.get("dataset", ""))
     directory = preset_dir(dataset, app_dir)
     path = directory / f"{name}.toml"
     cell: dict[str, Scalar] = {}
@@ -151,6 +156,26 @@ def resolve_preset(
         if run_config.get(key, defaults[key]) == defaults[key]:
             resolved[key] = value
     return resolved
+
+
+def _task_default(dataset: str, app_dir: Path) -> str:
+    """The preset ``dataset``'s task runs with when the run config names none
+    (``Task.default_preset``); a ConfigError if it names no preset file."""
+    # the registry imports plug-ins: only here
+    from blossom_app.benchmarks import get_task
+
+    name = get_task(dataset).default_preset
+    directory = preset_dir(dataset, app_dir)
+    if name and not (directory / f"{name}.toml").is_file():
+        raise ConfigError(
+            "dataset",
+            dataset,
+            "a dataset whose default preset exists",
+            f"Its Task's default_preset names '{name}', which is not a file "
+            f"{name}.toml in {directory}: fix the plug-in, or name a preset "
+            "yourself (preset = '<name>').",
+        )
+    return name
 
 
 def _grid_cell(name: str, dataset: str, app_dir: Path) -> dict[str, Scalar]:

@@ -39,6 +39,10 @@ def describe_app() -> str:
         lines.append(f"    blocks: {blocks}")
         presets = ", ".join(available_presets(task.name)) or "none"
         lines.append(f"    presets (run config 'preset'): {presets}")
+        if task.default_preset:
+            lines.append(
+                f"    default preset: {task.default_preset} (when 'preset' is '')"
+            )
     lines.append("Policies (run config 'aggregation'): private blocks")
     specs = policy_specs()
     for spec in (s for s in specs if s.aggregation):

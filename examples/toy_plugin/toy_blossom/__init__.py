@@ -7,7 +7,8 @@ serves each block. The package registers ``TASK`` under the entry point group
 ``blossom.benchmarks`` (see ``pyproject.toml``), so ``dataset = "toy"`` finds it;
 ``dataset = "toy_blossom:TASK"`` works without registering. Its own settings
 come as presets, files in ``presets/`` (``preset = "quick"``), not as new
-run-config keys.
+run-config keys; ``default_preset`` makes ``quick`` the recipe a run of ``toy``
+takes when it names no preset (keys the user sets still win).
 """
 
 from pathlib import Path
@@ -61,4 +62,5 @@ TASK = Task(
     source="toy.parquet",  # overridden with data-source
     group_column="subject",
     presets=Path(__file__).parent / "presets",
+    default_preset="quick",  # what a run of `toy` takes unless it names a preset
 )

@@ -16,6 +16,7 @@ PARTITIONERS = ("iid", "dirichlet", "natural")
 
 _HEAVY = {
     "load_task_dataset": "loading",
+    "count_groups": "loading",
     "assign_dataset": "partitioning",
     "make_partitioner": "partitioning",
     "split_dataset": "splits",
@@ -35,6 +36,7 @@ __all__ = [
     "Split",
     "assign_dataset",
     "cache_dir",
+    "count_groups",
     "feature_identities",
     "load_client_data",
     "load_task_dataset",

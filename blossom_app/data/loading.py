@@ -293,3 +293,11 @@ def _as_single_split(
     if not loaded:
         raise DataError(f"Dataset '{source}' has no splits.")
     return datasets.concatenate_datasets(list(loaded.values()))
+
+
+def count_groups(task: Task, source: str = "") -> int:
+    """The distinct groups of ``task``'s data at ``source``: how many clients
+    the ``natural`` partitioner makes of it (loading checks the data too)."""
+    dataset = load_task_dataset(task, source)
+    require_columns(dataset, task, (), group=True)
+    return len(dataset.unique(task.group_column))

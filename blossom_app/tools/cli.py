@@ -30,6 +30,7 @@ from blossom_app.tools.flwr_runner import (
     this_environment,
 )
 from blossom_app.tools.info import describe_app, describe_results
+from blossom_app.tools.preflight import check_data
 from blossom_app.tools.sweep import SweepGrid, run_sweep
 
 FAILURE_TAIL = 40  # lines of a failed cell's `flwr run` output to show
@@ -66,6 +67,7 @@ def _run(args: argparse.Namespace) -> int:
             if overrides is None:
                 return 0
         config = ExperimentConfig.from_run_config({**defaults, **overrides}, defaults)
+        check_data(config)
     except (ConfigError, DataError, CheckpointError) as error:
         print(f"blossom run: {error}", file=sys.stderr)
         return 2

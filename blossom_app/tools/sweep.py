@@ -32,6 +32,7 @@ from blossom_app.reporting.layout import cell_dir, find_experiments, read_config
 from blossom_app.server.checkpoint import CheckpointError
 from blossom_app.server.resume import find_resume
 from blossom_app.tools.flwr_runner import RunOutcome, run_app
+from blossom_app.tools.preflight import check_data
 
 #: Run-config keys that say where results go, not what was run.
 NOT_COMPARED = frozenset({"results-dir"})
@@ -114,9 +115,10 @@ class SweepGrid:
     def cells(
         self, app_dir: Path, root: Path, overrides: Mapping[str, Scalar]
     ) -> list[Cell]:
-        """Every cell, each validated (as the ServerApp will) before anything
-        runs. ``overrides`` are extra run-config values for every cell (rounds,
-        runs...). Raises ConfigError naming the bad key or value."""
+        """Every cell, each validated (as the ServerApp will, and its data as
+        ``preflight`` checks it) before anything runs. ``overrides`` are extra
+        run-config values for every cell (rounds, runs...). Raises ConfigError
+        naming the bad key or value."""
         defaults = app_defaults(app_dir)
         unknown = sorted(set(overrides) - set(defaults))
         if unknown:
@@ -136,6 +138,7 @@ class SweepGrid:
             }
             resolved = resolve_preset({**defaults, **run_config}, defaults, app_dir)
             config = ExperimentConfig.from_run_config(resolved, defaults)
+            check_data(config)
             if policy == CENTRALIZED:
                 config = replace(config, policy=Policy(CENTRALIZED, frozenset()))
                 resolved = {**resolved, "aggregation": CENTRALIZED}

@@ -84,7 +84,7 @@ def assign_dataset(
             f"'natural' with {made} clients, iid, dirichlet",
             f"The dataset has {made} distinct groups and 'natural' makes one "
             f"client per group, but {num_partitions} clients were requested. Run "
-            f'{made} clients (--federation-config "num-supernodes={made}"; e.g. '
-            "the watch dataset has 10 subjects, so 10 clients) or choose another "
-            "partitioner.",
+            f"{made} clients: a modality-mix of {made} clients and, under a plain "
+            f'flwr run, --federation-config "num-supernodes={made}" (blossom run '
+            "sizes the federation from the mix); or choose another partitioner.",
         )

@@ -5,9 +5,11 @@ The benchmarks' audio columns are Hugging Face ``Audio`` values. The loader
 reads them undecoded (``{"bytes", "path"}``: no ``torchcodec`` needed) and
 ``decode_audio`` reads WAV with the standard library, or any format with
 ``soundfile`` when it is installed; already decoded values (``{"array",
-"sampling_rate"}``) are used as they are. Spectrograms are computed at the
-clip's own sampling rate with windows and hops of fixed duration, so clips
-recorded at different rates give the same frames without resampling.
+"sampling_rate"}``) are used as they are, and so are plain arrays of float
+samples, at the rate the feature declares (``LogMel(sample_rate=...)``).
+Spectrograms are computed at the clip's own sampling rate with windows and
+hops of fixed duration, so clips recorded at different rates give the same
+frames without resampling.
 """
 
 import io
@@ -28,9 +30,11 @@ from blossom_app.errors import DataError
 POWER_FLOOR = 1e-10
 
 
-def decode_audio(value: object) -> tuple[np.ndarray, int]:
+def decode_audio(value: object, rate: int = 0) -> tuple[np.ndarray, int]:
     """``(samples, sampling_rate)`` of one stored clip, mono float32 in [-1, 1]
-    for integer WAV; DataError saying what was found and what is read."""
+    for integer WAV; DataError saying what was found and what is read. A clip
+    stored as a plain array of samples (``time``, or ``time x channels``)
+    carries no rate: ``rate`` is it."""
     if isinstance(value, dict) and value.get("array") is not None:
         samples = np.asarray(value["array"], dtype=np.float32)
         return _mono(samples, channels_last=False), int(value["sampling_rate"])
@@ -39,10 +43,17 @@ def decode_audio(value: object) -> tuple[np.ndarray, int]:
         if data[:4] == b"RIFF":
             return _read_wav(data)
         return _read_other(data)
+    if isinstance(value, list | tuple | np.ndarray):
+        if rate <= 0:
+            raise DataError(
+                "An audio value is a plain array of samples, which carries no "
+                "sampling rate: declare it, e.g. LogMel(..., sample_rate=8000)."
+            )
+        return _mono(np.asarray(value, dtype=np.float32), channels_last=True), rate
     raise DataError(
         f"An audio value must be a dict with 'bytes' or 'path' (a Hugging Face "
-        f"Audio column) or with 'array' and 'sampling_rate'; found "
-        f"{type(value).__name__}."
+        f"Audio column), with 'array' and 'sampling_rate', or an array of samples "
+        f"(with the feature's sample_rate); found {type(value).__name__}."
     )
 
 
@@ -101,7 +112,8 @@ class LogMel:
     ``window_s`` every ``hop_s`` (centred), power spectra, ``n_mels`` mel
     bands, ``10 log10`` clipped ``top_db`` below the clip's peak; ``frames``
     cuts or pads (with the floor) the frame count, which rounding can move by
-    one at other rates.
+    one at other rates. ``sample_rate``: the rate of clips stored as plain
+    arrays of float samples (which carry none); other clips carry their own.
     """
 
     n_mels: int
@@ -111,6 +123,7 @@ class LogMel:
     hop_s: float = 0.010
     top_db: float = 80.0
     as_image: bool = False
+    sample_rate: int = 0
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -130,7 +143,7 @@ class LogMel:
         )
 
     def __call__(self, value: object) -> np.ndarray:
-        samples, rate = decode_audio(value)
+        samples, rate = decode_audio(value, self.sample_rate)
         length = round(self.seconds * rate)
         clip = torch.zeros(length)
         kept = torch.from_numpy(np.ascontiguousarray(samples[:length]))

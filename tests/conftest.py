@@ -38,29 +38,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _processes_mentioning(text: str) -> list[int]:
-    """Pids whose command line contains ``text`` (Linux /proc)."""
-    pids = []
+def pids_mentioning(*texts: str) -> dict[int, str]:
+    """Pid -> command line of every process whose command line holds all
+    ``texts`` (Linux /proc)."""
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        if text.encode() in cmdline:
-            pids.append(int(entry.name))
-    return pids
+        command = argv.decode(errors="replace").strip()
+        if command and all(text in command for text in texts):
+            found[int(entry.name)] = command
+    return found
 
 
 def stop_processes_mentioning(text: str, grace: float = 10.0) -> None:
     """Terminate (then kill) every process whose command line contains ``text``."""
-    pids = _processes_mentioning(text)
+    pids = list(pids_mentioning(text))
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while (alive := _processes_mentioning(text)) and time.monotonic() < deadline:
+    while (alive := list(pids_mentioning(text))) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):

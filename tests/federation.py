@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port, stop_processes_mentioning
+from conftest import free_port, pids_mentioning, stop_processes_mentioning
 
 from blossom_app.tools.flwr_runner import RunOutcome, run_app
 
@@ -299,23 +299,6 @@ def run_tool(*command: object, env: Mapping[str, str]) -> subprocess.CompletedPr
         env=dict(env),
         check=False,
     )
-
-
-def pids_mentioning(*texts: str) -> dict[int, str]:
-    """Pid -> command line of every process whose command line holds all
-    ``texts`` (Linux /proc)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        command = argv.decode(errors="replace").strip()
-        if command and all(text in command for text in texts):
-            found[int(entry.name)] = command
-    return found
 
 
 class SecuredFederation:

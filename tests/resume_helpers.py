@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import _processes_mentioning
+from conftest import pids_mentioning
 from PIL import Image
 
 from blossom_app.reporting.csv_files import read_rows
@@ -79,7 +79,7 @@ class KillableSimulation:
             )
 
     def tree(self) -> set[int]:
-        roots = [self.process.pid, *_processes_mentioning(self.env["FLWR_HOME"])]
+        roots = [self.process.pid, *pids_mentioning(self.env["FLWR_HOME"])]
         return descendants(roots) - {os.getpid()}
 
     def server_pid(self) -> int | None:

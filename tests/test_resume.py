@@ -60,31 +60,23 @@ NODES = 3
 BLOSSOM = str(Path(sys.executable).parent / "blossom")  # the installed command
 
 
+def run_to_the_end(config: dict, env: dict) -> None:
+    """A `flwr run` of ``config`` that must complete."""
+    outcome = run_app(APP, config, num_supernodes=NODES, env=env, timeout=600)
+    assert outcome.ok, outcome.output[-3000:]
+
+
 def reference(config: dict, env: dict) -> Path:
     """An uninterrupted run of ``config``: its experiment directory (beside
     the results root; set in the run config, since the managed SuperLink
     keeps the environment it started with)."""
     root = Path(env["BLOSSOM_RESULTS_DIR"] + "-reference")
-    outcome = run_app(
-        APP,
-        {**config, "results-dir": str(root)},
-        num_supernodes=NODES,
-        env=env,
-        timeout=600,
-    )
-    assert outcome.ok, outcome.output[-3000:]
+    run_to_the_end({**config, "results-dir": str(root)}, env)
     return experiment_dir(root)
 
 
 def resume(experiment, config: dict, env: dict) -> None:
-    outcome = run_app(
-        APP,
-        {**config, "resume": str(experiment)},
-        num_supernodes=NODES,
-        env=env,
-        timeout=600,
-    )
-    assert outcome.ok, outcome.output[-3000:]
+    run_to_the_end({**config, "resume": str(experiment)}, env)
 
 
 def node_state_dirs(experiment, run_index: int) -> list:

@@ -91,10 +91,7 @@ class ServerState:
             "steps": self.optimizer.steps,
             "rng": [version, list(internal), gauss],
             "drawn": {r: [partition[n] for n in ns] for r, ns in self.drawn.items()},
-            "pending": {
-                server_round: [(p, values, confusion) for p, values, confusion in rows]
-                for server_round, rows in self.evaluations.pending.items()
-            },
+            "pending": self.evaluations.pending,
             "profiles": [
                 {**asdict(p), "modalities": list(p.modalities)}
                 for p in self.record.profiles.values()

@@ -45,6 +45,7 @@ from blossom_app.onnx.runtime import (
 )
 
 MODALITIES = ("acc", "gyro")
+WATCH = get_task("watch")
 FUSION = "attention"
 TEST_SUBJECTS = (9, 10)
 RUNNER = Path(__file__).resolve().parents[1] / "edge" / "run_model.py"
@@ -52,15 +53,14 @@ RUNNER = Path(__file__).resolve().parents[1] / "edge" / "run_model.py"
 
 def subject_splits() -> tuple[Split, Split]:
     """Train on subjects 1-8, test on ``TEST_SUBJECTS`` (no overlapping windows)."""
-    task = get_task("watch")
     columns = numpy_columns(
-        load_task_dataset(task), [*MODALITIES, task.label_column, "subject"]
+        load_task_dataset(WATCH), [*MODALITIES, WATCH.label_column, "subject"]
     )
     test = np.isin(columns["subject"], TEST_SUBJECTS)
     return tuple(
         Split(
             {name: columns[name][mask].astype(np.float32) for name in MODALITIES},
-            columns[task.label_column][mask].astype(np.int64),
+            columns[WATCH.label_column][mask].astype(np.int64),
         )
         for mask in (~test, test)
     )
@@ -68,7 +68,7 @@ def subject_splits() -> tuple[Split, Split]:
 
 def trained_model(train_split: Split, epochs: int, seed: int = 0):
     """The default model trained with the app's SGD recipe, cosine over epochs."""
-    model = build_model(get_task("watch"), MODALITIES, FUSION, seed)
+    model = build_model(WATCH, MODALITIES, FUSION, seed)
     settings = TrainingSettings(
         epochs=1, learning_rate=0.05, num_rounds=epochs, momentum=0.9, weight_decay=1e-5
     )
@@ -92,7 +92,7 @@ def dynamo_export_seconds(model, card) -> float:
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")  # its progress lines and torch.export notes
         program = torch.onnx.export(
-            PositionalInputs(model).eval(),
+            PositionalInputs(model, {}).eval(),
             example,
             dynamo=True,
             opset_version=18,
@@ -137,7 +137,9 @@ def latency_rows(model, session, int8, test: Split, runs: int) -> list[tuple]:
         inputs = {name: array[:batch] for name, array in test.inputs.items()}
         count = runs if batch == 1 else max(runs // 10, 10)
         ort_ms = ort_latency_ms(session, inputs, count)
-        torch_ms = torch_latency_ms(model, inputs, count)
+        torch_ms = torch_latency_ms(
+            PositionalInputs(model, {}).eval(), inputs, model.modalities, count
+        )
         int8_ms = ort_latency_ms(int8, inputs, count)
         rows.append(
             (
@@ -169,7 +171,7 @@ def main() -> None:
         model, test, batch_size=256, num_classes=7, device=torch.device("cpu")
     )
     card = build_card(
-        get_task("watch"),
+        WATCH,
         MODALITIES,
         fusion=FUSION,
         policy="local",
@@ -179,9 +181,11 @@ def main() -> None:
         test_macro_f1=result.macro_f1,
     )
     report = export_personalized(
-        model, card, out_dir, test, quantize=True, latency_runs=args.runs
+        model, card, out_dir, test, WATCH, quantize=True, latency_runs=args.runs
     )
-    warm = export_personalized(model, card, out_dir / "warm", test, latency_runs=1)
+    warm = export_personalized(
+        model, card, out_dir / "warm", test, WATCH, latency_runs=1
+    )
     session = onnx_session(out_dir / ONNX_FILE, args.threads)
     int8 = onnx_session(out_dir / INT8_FILE, args.threads)
     fp32 = float(np.mean(ort_logits(session, test.inputs).argmax(1) == test.labels))

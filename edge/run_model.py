@@ -9,15 +9,27 @@ Usage::
 ``.onnx`` file with its ``model.json`` beside it (e.g. ``model.int8.onnx``).
 Give one ``--input`` per input the card (``model.json``) lists, named as there.
 
-An input file holds windows of one input, with the values the card's
-``preprocessing`` asks for (for ``watch``: raw sensor values):
+An input file holds examples ("windows") of one input, with the values the
+card's ``preprocessing`` asks for, in the ``layout`` and ``shape`` it declares
+(batch first). The layouts, by the kind of modality:
 
-- ``.npy``: a float array ``windows x time x channels``, or one window
-  ``time x channels``;
-- ``.csv``: one row per time step, one comma-separated column per channel, no
-  header; a blank line ends a window (a file without blank lines is one window).
+- sensor windows: ``batch x time x channels`` (``watch``: raw sensor values);
+- audio, when the model computes its log-mel front end itself (the card's
+  ``front_end``): ``batch x samples`` at the card's sampling rate;
+  otherwise ``batch x 1 x mels x frames`` spectrograms computed before;
+- images: ``batch x height x width [x channels]`` pixels as stored when the
+  model scales and standardizes them itself (``front_end``), otherwise
+  ``batch x channels x height x width``;
+- other feature vectors: ``batch x features``.
 
-Every input must hold the same number of windows. The runner prints one line per
+- ``.npy``: an array of any layout the card declares, ``batch x ...``, or one
+  example without the batch axis;
+- ``.csv`` (no header, comma-separated), for examples of one or two axes: with
+  two (``time x channels``, ``height x width``), one row per time step or pixel
+  row, a blank line ending an example (a file without blank lines is one);
+  with one (``samples``, ``features``), one example per row.
+
+Every input must hold the same number of examples. The runner prints one line per
 window (its index, the predicted class name and its probability), then the
 latency percentiles (p50/p90/p99, ms) of one call on a batch of ``--batch-size``
 windows over ``--runs`` runs after a warm-up. On bad input it exits with status 2
@@ -117,8 +129,9 @@ def expected_inputs(card: dict) -> str:
     )
 
 
-def read_windows(path: Path) -> np.ndarray:
-    """The windows in a ``.npy`` or ``.csv`` file (see the module doc)."""
+def read_windows(path: Path, rank: int) -> np.ndarray:
+    """The examples in a ``.npy`` or ``.csv`` file of an input whose examples
+    have ``rank`` axes (see the module doc)."""
     if not path.is_file():
         raise InputError(f"No input file {path}.")
     if path.suffix == ".npy":
@@ -130,7 +143,13 @@ def read_windows(path: Path) -> np.ndarray:
             raise InputError(f"{path} holds {array.dtype} values, not numbers.")
         return array
     if path.suffix == ".csv":
-        return _read_csv(path)
+        if rank > 2:
+            raise InputError(
+                f"{path}: a .csv file holds examples of one or two axes; this "
+                f"input's have {rank}. Save them as .npy (numpy.save)."
+            )
+        windows = _read_csv(path)
+        return windows.reshape(-1, windows.shape[-1]) if rank == 1 else windows
     raise InputError(f"{path}: input files must end in .npy or .csv.")
 
 
@@ -276,9 +295,13 @@ def _named_file(text: str) -> tuple[str, Path]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Run an exported BLOSSOM model with onnxruntime (no torch).",
-        epilog="Input files: .npy (windows x time x channels, or one window) or "
-        ".csv (one row per time step, channels as columns, a blank line between "
-        "windows).",
+        epilog="Input files hold the layout the card (model.json) declares per "
+        "input, batch first: sensor windows batch x time x channels; audio batch x "
+        "samples (when the card's front_end computes the log-mel) or batch x 1 x "
+        "mels x frames; images batch x height x width [x channels] pixels (with a "
+        "front_end) or batch x channels x height x width. .npy: any layout, or one "
+        "example. .csv: examples of two axes as rows with a blank line between "
+        "examples; of one axis, one example per row.",
     )
     parser.add_argument("model", type=Path, help="export directory or .onnx file")
     parser.add_argument(
@@ -288,7 +311,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         required=True,
         metavar="NAME=FILE",
-        help="windows of one input (.npy or .csv); repeat for each input",
+        help="examples of one input (.npy or .csv); repeat for each input",
     )
     parser.add_argument("--runs", type=_positive, default=100, help="timed runs")
     parser.add_argument(
@@ -304,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
         names = [name for name, _ in args.inputs]
         if len(set(names)) < len(names):
             raise InputError(f"An input is given twice: {names}.")
+        rank = {spec["name"]: len(spec["shape"]) - 1 for spec in card["inputs"]}
         arrays = check_inputs(
-            card, {name: read_windows(file) for name, file in args.inputs}
+            card,
+            {name: read_windows(path, rank.get(name, 2)) for name, path in args.inputs},
         )
         session = open_session(onnx_path)
         model_inputs = sorted(spec.name for spec in session.get_inputs())

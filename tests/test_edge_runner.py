@@ -50,7 +50,7 @@ def export(directory: Path, modalities: tuple[str, ...]) -> Path:
     model = build_model(TASK, modalities, "attention", seed=4)
     card = card_for(model, "attention")
     split = Split({m: windows(m, 4, 0) for m in modalities}, np.zeros(4, np.int64))
-    export_personalized(model, card, directory, split, latency_runs=1)
+    export_personalized(model, card, directory, split, TASK, latency_runs=1)
     return directory
 
 
@@ -134,7 +134,7 @@ def test_one_window_npy_gets_a_batch_axis(acc_only, inputs, tmp_path, capsys):
 
 
 def test_csv_reads_windows_split_by_blank_lines(inputs):
-    read = runner.read_windows(inputs["gyro.csv"])
+    read = runner.read_windows(inputs["gyro.csv"], rank=2)
 
     np.testing.assert_array_equal(read, inputs["gyro"])
 

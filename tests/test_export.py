@@ -75,7 +75,12 @@ def exported(request, tmp_path_factory):
     card = card_for(model, fusion)
     out_dir = tmp_path_factory.mktemp("export")
     report = export_personalized(
-        model, card, out_dir, random_split(modalities, 20), latency_runs=LATENCY_RUNS
+        model,
+        card,
+        out_dir,
+        random_split(modalities, 20),
+        TASK,
+        latency_runs=LATENCY_RUNS,
     )
     return model, card, out_dir, report
 
@@ -206,7 +211,7 @@ def test_model_pt_loads_with_weights_only_and_rebuilds_the_model(exported):
     model, card, out_dir, _ = exported
 
     saved = torch.load(out_dir / WEIGHTS_FILE, weights_only=True)
-    rebuilt, rebuilt_card = load_weights(out_dir / WEIGHTS_FILE)
+    rebuilt, rebuilt_card, _ = load_weights(out_dir / WEIGHTS_FILE)
     inputs = random_split(model.modalities, 4).inputs
 
     assert (saved["task"], saved["fusion"]) == ("watch", card.fusion)
@@ -240,6 +245,7 @@ def test_export_leaves_the_model_as_it_was(tmp_path):
         card_for(model, "attention"),
         tmp_path,
         random_split(("acc",), 4),
+        TASK,
         latency_runs=LATENCY_RUNS,
     )
 
@@ -262,7 +268,9 @@ def test_card_for_other_modalities_is_refused(tmp_path):
     )
 
     with pytest.raises(ValueError, match="card lists inputs"):
-        export_personalized(model, card, tmp_path, random_split(("acc", "gyro"), 2))
+        export_personalized(
+            model, card, tmp_path, random_split(("acc", "gyro"), 2), TASK
+        )
     assert not list(tmp_path.iterdir())
 
 
@@ -276,6 +284,7 @@ def test_quantized_file_is_smaller_loads_and_reports_accuracy_change(tmp_path):
         card_for(model, "attention"),
         tmp_path,
         split,
+        TASK,
         quantize=True,
         latency_runs=LATENCY_RUNS,
     )
@@ -304,6 +313,7 @@ def test_reexport_without_labels_reports_no_accuracy_change(tmp_path):
         card_for(model, "attention"),
         tmp_path,
         random_split(("gyro",), 3),
+        TASK,
         latency_runs=LATENCY_RUNS,
     )
 

@@ -10,6 +10,11 @@ samples, at the rate the feature declares (``LogMel(sample_rate=...)``).
 Spectrograms are computed at the clip's own sampling rate with windows and
 hops of fixed duration, so clips recorded at different rates give the same
 frames without resampling.
+
+``LogMelFrontEnd`` is the same log-mel computation as a torch module on a batch
+of raw samples at the declared rate, built from operators ONNX maps one to one
+(Pad, Conv, MatMul, Log, ReduceMax): exported in front of the model, it lets a
+device without torch feed recorded samples (``docs/datasets.md``).
 """
 
 import io
@@ -22,12 +27,18 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 
+from blossom_app.benchmarks.front_end import DeviceInput
 from blossom_app.benchmarks.task import ModalitySpec
 from blossom_app.errors import DataError
 
 #: Power below this (relative to 1) is clipped before taking decibels.
 POWER_FLOOR = 1e-10
+#: Largest difference (dB) accepted between the exported log-mel front end and
+#: ``LogMel``: float32 DFT by convolution against torch's FFT (measured on the
+#: probes: see tests/test_front_end.py).
+FRONT_END_TOLERANCE_DB = 0.01
 
 
 def decode_audio(value: object, rate: int = 0) -> tuple[np.ndarray, int]:
@@ -113,7 +124,9 @@ class LogMel:
     bands, ``10 log10`` clipped ``top_db`` below the clip's peak; ``frames``
     cuts or pads (with the floor) the frame count, which rounding can move by
     one at other rates. ``sample_rate``: the rate of clips stored as plain
-    arrays of float samples (which carry none); other clips carry their own.
+    arrays of float samples (which carry none; other clips carry their own),
+    and of the samples an exported model takes: with it, LogMel is a front
+    end (``front_end.py``) and the ONNX graph computes the spectrogram.
     """
 
     n_mels: int
@@ -142,6 +155,40 @@ class LogMel:
             f"peak, {self.frames} frames (blossom_app.benchmarks.audio.LogMel)"
         )
 
+    def device_input(self) -> DeviceInput | None:
+        """Raw samples at ``sample_rate``; None without one."""
+        if self.sample_rate <= 0:
+            return None
+        length = round(self.seconds * self.sample_rate)
+        return DeviceInput(
+            shape=(length,),
+            layout="batch x samples",
+            description=(
+                f"mono float samples in [-1, 1] at {self.sample_rate} Hz, {length} "
+                f"per clip ({self.seconds:g} s: cut longer clips, zero-pad shorter "
+                "ones)"
+            ),
+            tolerance=FRONT_END_TOLERANCE_DB,
+        )
+
+    def module(self) -> "LogMelFrontEnd":
+        return LogMelFrontEnd(self)
+
+    def probe(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Clips of a few tones in noise, some shorter than ``seconds``
+        (zero-padded), at ``sample_rate``."""
+        spec = self.device_input()
+        assert spec is not None, "a probe needs the sample_rate"
+        (length,) = spec.shape
+        time = np.arange(length) / self.sample_rate
+        clips = np.zeros((count, length), dtype=np.float32)
+        for clip in clips:
+            tones = rng.uniform(50, self.sample_rate / 2.5, size=3)
+            wave_ = sum(np.sin(2 * np.pi * f * time) for f in tones) / 4
+            clip[:] = wave_ + 0.05 * rng.standard_normal(length)
+            clip[rng.integers(length // 2, length + 1) :] = 0.0
+        return clips
+
     def __call__(self, value: object) -> np.ndarray:
         samples, rate = decode_audio(value, self.sample_rate)
         length = round(self.seconds * rate)
@@ -164,6 +211,51 @@ class LogMel:
         out[:count] = decibels[:count]
         out = out.T.unsqueeze(0) if self.as_image else out
         return out.numpy().astype(np.float32)
+
+
+class LogMelFrontEnd(nn.Module):
+    """``LogMel`` on ``batch x samples`` at its ``sample_rate``, as one graph.
+
+    The STFT is a strided convolution whose kernels are the Hann-windowed
+    DFT's cosines and sines (``torch.stft``'s centred frames, reflect-padded);
+    the rest is ``LogMel``'s arithmetic per clip. Every size is fixed by the
+    LogMel, so the graph has no data-dependent shapes.
+    """
+
+    def __init__(self, log_mel: LogMel) -> None:
+        super().__init__()
+        rate = log_mel.sample_rate
+        n_fft = max(2, round(log_mel.window_s * rate))
+        self.log_mel = log_mel
+        self.hop = max(1, round(log_mel.hop_s * rate))
+        self.pad = n_fft // 2
+        self.bins = n_fft // 2 + 1
+        angle = (
+            2 * math.pi * torch.outer(torch.arange(self.bins), torch.arange(n_fft))
+        ).double() / n_fft
+        window = torch.hann_window(n_fft, dtype=torch.float64)
+        kernels = torch.cat([window * torch.cos(angle), -window * torch.sin(angle)])
+        self.register_buffer("dft", kernels.float().unsqueeze(1), persistent=False)
+        self.register_buffer(
+            "mel", mel_filters(n_fft, log_mel.n_mels, rate).clone(), persistent=False
+        )
+
+    def forward(self, samples: torch.Tensor) -> torch.Tensor:
+        log_mel = self.log_mel
+        padded = functional.pad(samples.unsqueeze(1), (self.pad, self.pad), "reflect")
+        spectrum = functional.conv1d(padded, self.dft, stride=self.hop)
+        real, imag = spectrum[:, : self.bins], spectrum[:, self.bins :]
+        power = (real * real + imag * imag).transpose(1, 2) @ self.mel
+        decibels = 10 * torch.log10(torch.clamp(power, min=POWER_FLOOR))
+        peak = decibels.amax(dim=(1, 2), keepdim=True)
+        decibels = torch.maximum(decibels, peak - log_mel.top_db)
+        decibels = decibels[:, : log_mel.frames]
+        missing = log_mel.frames - decibels.shape[1]
+        if missing > 0:  # fixed at build time: the clip's length is
+            floor = decibels.amin(dim=(1, 2), keepdim=True)
+            padding = floor.repeat(1, missing, log_mel.n_mels)
+            decibels = torch.cat([decibels, padding], dim=1)
+        return decibels.transpose(1, 2).unsqueeze(1) if log_mel.as_image else decibels
 
 
 class SpectrogramEncoder(nn.Module):

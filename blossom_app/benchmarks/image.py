@@ -1,5 +1,6 @@
-"""Image inputs: a stored image to a normalized tensor (torchvision), and the
-small CNN that encodes it."""
+"""Image inputs: a stored image to a normalized tensor (torchvision), the same
+as a front end of an exported model (``PixelsFrontEnd``), and the small CNN
+that encodes it."""
 
 from dataclasses import dataclass
 from functools import cached_property
@@ -9,11 +10,15 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
+from blossom_app.benchmarks.front_end import DeviceInput
 from blossom_app.benchmarks.task import ModalitySpec
 from blossom_app.errors import DataError
 
 #: ITU-R 601-2 luma weights: RGB -> gray, as PIL converts to "L".
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
+#: Largest difference accepted between the exported pixel front end and
+#: ``ImagePixels``, in standardized units (float32 rounding).
+FRONT_END_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,11 @@ class ImagePixels:
     ``(H, W, C)``, or a flat list of ``H * W * C`` values in that order;
     its pixels are divided by ``pixel_max`` (255 for 8-bit values, 1 for
     values already in [0, 1]).
+
+    It is a front end (``front_end.py``): an exported model takes the pixels
+    as stored (``stored``; without it, ``height x width`` for gray and
+    ``height x width x channels`` for RGB, resized on the device) and does the
+    rest itself.
     """
 
     channels: int
@@ -53,6 +63,32 @@ class ImagePixels:
             + (f", from an {kept}" if kept else "")
             + " (blossom_app.benchmarks.image.ImagePixels)"
         )
+
+    def device_input(self) -> DeviceInput:
+        shape = self.stored or (
+            (self.height, self.width)
+            if self.channels == 1
+            else (self.height, self.width, self.channels)
+        )
+        mode = "gray" if len(shape) == 2 else f"{shape[2]}-channel"
+        return DeviceInput(
+            shape=shape,
+            layout="batch x height x width"
+            + (" x channels" if len(shape) == 3 else ""),
+            description=(
+                f"{mode} pixels {' x '.join(map(str, shape))}, values 0 to "
+                f"{self.pixel_max:g} as stored"
+            ),
+            tolerance=FRONT_END_TOLERANCE,
+        )
+
+    def module(self) -> "PixelsFrontEnd":
+        return PixelsFrontEnd(self)
+
+    def probe(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Uniform random pixels in [0, ``pixel_max``]."""
+        shape = (count, *self.device_input().shape)
+        return (self.pixel_max * rng.random(shape)).astype(np.float32)
 
     def __call__(self, value: object) -> np.ndarray:
         if hasattr(value, "convert"):
@@ -101,6 +137,50 @@ class ImagePixels:
                 v2.Normalize(list(self.mean), list(self.std)),
             ]
         )
+
+
+class PixelsFrontEnd(nn.Module):
+    """``ImagePixels`` on ``batch x height x width [x channels]`` stored pixels.
+
+    Resizing is linear and separable, so it is two fixed matrices, each
+    torchvision's antialiased resize of an identity image along one axis;
+    the channel conversion and standardization are ``ImagePixels``'.
+    """
+
+    def __init__(self, pixels: ImagePixels) -> None:
+        super().__init__()
+        shape = pixels.device_input().shape
+        self.pixels = pixels
+        self.stored_channels = shape[2] if len(shape) == 3 else 1
+        self.resized = shape[:2] != (pixels.height, pixels.width)
+        rows = _resize_matrix(shape[0], pixels.height)
+        columns = _resize_matrix(shape[1], pixels.width)
+        self.register_buffer("rows", rows, persistent=False)
+        self.register_buffer("columns_t", columns.T.contiguous(), persistent=False)
+        self.register_buffer("luma", _LUMA.view(1, 3, 1, 1), persistent=False)
+        for name, values in (("mean", pixels.mean), ("std", pixels.std)):
+            stats = torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+            self.register_buffer(name, stats, persistent=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.stored_channels == 1:
+            image = pixels.unsqueeze(1)
+        else:
+            image = pixels.permute(0, 3, 1, 2)
+        image = image / self.pixels.pixel_max
+        if self.stored_channels == 3 and self.pixels.channels == 1:
+            image = (image * self.luma).sum(dim=1, keepdim=True)
+        elif self.stored_channels == 1 and self.pixels.channels == 3:
+            image = image.repeat(1, 3, 1, 1)
+        if self.resized:
+            image = self.rows @ image @ self.columns_t
+        return (image - self.mean) / self.std
+
+
+def _resize_matrix(size: int, target: int) -> torch.Tensor:
+    """``target x size``: torchvision's antialiased resize along one axis."""
+    identity = torch.eye(size).unsqueeze(0)  # 1 x size x size: one column each
+    return v2.functional.resize(identity, [target, size], antialias=True)[0]
 
 
 class ImageEncoder(nn.Module):

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from blossom_app.benchmarks.front_end import FrontEnd
+
 
 @dataclass(frozen=True)
 class ModalitySpec:
@@ -23,6 +25,10 @@ class ModalitySpec:
     ``normalize``: the model standardizes this input per channel (the channel
     axis: first for images, last otherwise); not for token ids.
     ``embed_dim``: its encoder's output size, where it differs from the task's.
+    ``front_end``: the feature computation an exported model includes, so that
+    a device feeds stored values (``front_end.py``); by default ``features``
+    when that is a front end able to (``LogMel`` with a ``sample_rate``,
+    ``ImagePixels``). Give it where ``features`` is a plain function over one.
     """
 
     name: str
@@ -32,10 +38,20 @@ class ModalitySpec:
     preprocessing: str = ""
     normalize: bool = True
     embed_dim: int | None = None
+    front_end: FrontEnd | None = None
 
     def __post_init__(self) -> None:
         if not self.column:
             object.__setattr__(self, "column", self.name)
+        if self.front_end is None and isinstance(self.features, FrontEnd):
+            if self.features.device_input() is not None:
+                object.__setattr__(self, "front_end", self.features)
+        elif self.front_end is not None and self.front_end.device_input() is None:
+            raise ValueError(
+                f"Modality '{self.name}': its front_end cannot be part of an "
+                "exported model as declared (a LogMel front end needs "
+                "sample_rate, the rate a device records at)."
+            )
 
     @property
     def channel_axis(self) -> int:

@@ -61,7 +61,7 @@ def export_on_node(
     )
     try:
         report = export_personalized(
-            model, card, target, client.data.test, quantize=quantize
+            model, card, target, client.data.test, exp.task, quantize=quantize
         )
     except ExportError as error:
         return {STATUS: f"not written: {error}"}

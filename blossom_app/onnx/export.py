@@ -3,13 +3,15 @@
 ``export_personalized`` writes, into one directory:
 
 - ``model.onnx``: one self-contained file (no ``.onnx.data`` side file), one input
-  per modality named after it (``batch x *shape``, float32, sorted order), output
+  per modality named after it (``batch x *shape``, float32, sorted order; for a
+  modality with a front end, what the device records: the front end is part of
+  the graph, see ``benchmarks/front_end.py``), output
   ``logits`` (``batch x classes``), a dynamic batch axis, opset 17 and IR version
   <= 9 so that onnxruntime 1.16 (JetPack 5) loads it as well as current releases;
 - ``model.json``: the model card (``blossom_app.onnx.model_card``);
 - ``model.pt``: the torch weights and what rebuilds the model (``load_weights``);
 - ``model.int8.onnx`` when asked: the same model with 8-bit weights in its
-  Conv/MatMul/Gemm ops (``QUANTIZE_OPS``; the GRU stays float);
+  Conv/MatMul/Gemm ops (``QUANTIZE_OPS``; the GRU and the front ends stay float);
 
 and returns an ``ExportReport`` of metadata only (never arrays: the files hold
 private blocks and stay on the node).
@@ -41,7 +43,8 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
 from blossom_app.atomic_files import atomic_open, atomic_path
-from blossom_app.benchmarks import get_task
+from blossom_app.benchmarks import Task, get_task
+from blossom_app.benchmarks.front_end import FrontEnd
 from blossom_app.common.model import MultimodalModel, build_model
 from blossom_app.data import Split
 from blossom_app.onnx.model_card import BATCH_AXIS, CARD_FILE, OUTPUT_NAME, ModelCard
@@ -63,6 +66,8 @@ PARITY_WINDOWS = 64
 PARITY_TOLERANCE = 1e-4
 #: Windows of the deterministic random batch ``reexport`` checks parity on.
 PROBE_WINDOWS = 8
+#: Where the front ends sit in the exported graph (node names start with it).
+FRONT_ENDS = "front_ends"
 #: Op types dynamic quantization rewrites, with uint8 weights: onnxruntime 1.16
 #: has no ConvInteger kernel for int8 weights, and uint8 also avoids the u8s8
 #: saturation of x86 AVX2. The GRU has no dynamic quantizer: it keeps float
@@ -82,7 +87,10 @@ class ExportReport:
     onnxruntime and torch eager with ``latency_threads`` threads each. The
     ``int8_*`` fields are ``None`` without quantization, and
     ``int8_accuracy_delta`` (int8 minus fp32 accuracy on the test split, both
-    in onnxruntime) is ``None`` when there are no labels (``reexport``).
+    in onnxruntime) is ``None`` when there are no labels (``reexport``) or
+    the model has a front end (its test split holds features, not recordings).
+    ``front_end_max_abs_error``: the largest difference between the exported
+    front ends and the training features on their probes (``None`` without).
     """
 
     onnx_file: str
@@ -97,6 +105,7 @@ class ExportReport:
     latency_runs: int
     ort_latency_ms: float
     torch_latency_ms: float
+    front_end_max_abs_error: float | None = None
     int8_file: str | None = None
     int8_size_bytes: int | None = None
     int8_max_abs_error: float | None = None
@@ -116,17 +125,36 @@ class ExportReport:
 
 
 class PositionalInputs(nn.Module):
-    """``model`` called with one tensor per modality, in sorted order.
+    """``model`` called with one tensor per modality, in sorted order, each
+    through its front end first where it has one.
 
     ONNX inputs are positional; this names them after the modalities.
     """
 
-    def __init__(self, model: MultimodalModel) -> None:
+    def __init__(self, model: MultimodalModel, front_ends: dict[str, FrontEnd]) -> None:
         super().__init__()
         self.model = model
+        self.front_ends = nn.ModuleDict(
+            {name: front_end.module() for name, front_end in front_ends.items()}
+        )
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(dict(zip(self.model.modalities, inputs, strict=True)))
+        named = dict(zip(self.model.modalities, inputs, strict=True))
+        return self.model(
+            {
+                name: self.front_ends[name](x) if name in self.front_ends else x
+                for name, x in named.items()
+            }
+        )
+
+
+def front_ends(task: Task, modalities: tuple[str, ...]) -> dict[str, FrontEnd]:
+    """The front ends of those ``modalities`` of ``task`` that have one."""
+    return {
+        name: spec.front_end
+        for name in modalities
+        if (spec := task.modality(name)).front_end is not None
+    }
 
 
 def export_personalized(
@@ -134,26 +162,31 @@ def export_personalized(
     card: ModelCard,
     out_dir: Path,
     test_split: Split,
+    task: Task,
     *,
     quantize: bool = False,
     latency_runs: int = 50,
 ) -> ExportReport:
-    """Export a node's personalized ``model`` into ``out_dir``; see the module doc.
+    """Export a node's personalized ``model`` of ``task`` into ``out_dir``;
+    see the module doc.
 
     Parity is checked on the first ``PARITY_WINDOWS`` windows of ``test_split``
-    (the node's own test data); the int8 accuracy change on all of it. The
-    model itself is left as it is (a CPU copy is exported).
+    (the node's own test data; a modality with a front end is fed its probes,
+    see ``_parity_inputs``); the int8 accuracy change on all of it. The model
+    itself is left as it is (a CPU copy is exported).
 
     Raises
     ------
     ExportError
         If the ONNX model's logits differ from torch's by more than
-        ``PARITY_TOLERANCE``; nothing is written then.
+        ``PARITY_TOLERANCE``, or a front end's output from the training
+        features by more than its tolerance; nothing is written then.
     """
     return _export(
         model,
         card,
         out_dir,
+        front_ends(task, model.modalities),
         test_split.inputs,
         test_split.labels,
         quantize=quantize,
@@ -175,11 +208,12 @@ def reexport(
     batch of the card's shapes (so the figure is reproducible), and
     ``int8_accuracy_delta`` is not reported.
     """
-    model, card = load_weights(model_pt)
+    model, card, task = load_weights(model_pt)
     return _export(
         model,
         card,
         model_pt.parent if out_dir is None else out_dir,
+        front_ends(task, model.modalities),
         probe_inputs(card),
         None,
         quantize=quantize,
@@ -218,8 +252,8 @@ def save_weights(model: MultimodalModel, card: ModelCard, path: Path) -> None:
         torch.save(saved, handle)
 
 
-def load_weights(path: Path) -> tuple[MultimodalModel, ModelCard]:
-    """Rebuild the model (eval mode, CPU) and its card from a ``model.pt``."""
+def load_weights(path: Path) -> tuple[MultimodalModel, ModelCard, Task]:
+    """Rebuild the model (eval mode, CPU), its card and task from a ``model.pt``."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("format") != WEIGHTS_FORMAT:
         raise ValueError(
@@ -227,17 +261,17 @@ def load_weights(path: Path) -> tuple[MultimodalModel, ModelCard]:
             f"blossom-app reads format {WEIGHTS_FORMAT}. Export it again with the "
             "version that trained it."
         )
-    model = build_model(
-        get_task(saved["task"]), tuple(saved["modalities"]), saved["fusion"], seed=0
-    )
+    task = get_task(saved["task"])
+    model = build_model(task, tuple(saved["modalities"]), saved["fusion"], seed=0)
     model.load_state_dict(saved["state_dict"])
-    return model.eval(), ModelCard.from_json(saved["card"])
+    return model.eval(), ModelCard.from_json(saved["card"]), task
 
 
 def _export(
     model: MultimodalModel,
     card: ModelCard,
     out_dir: Path,
+    front: dict[str, FrontEnd],
     inputs: dict[str, np.ndarray],
     labels: np.ndarray | None,
     *,
@@ -251,16 +285,17 @@ def _export(
             f"modalities {model.modalities}. Build the card with the model's "
             "modalities (model_card.build_card)."
         )
-    model = copy.deepcopy(model).cpu().eval()
+    graph = PositionalInputs(copy.deepcopy(model).cpu(), front).eval()
     start = time.perf_counter()
-    proto = _to_onnx(model, card)
+    proto = _to_onnx(graph, card)
     export_seconds = time.perf_counter() - start
     data = proto.SerializeToString()
     threads = torch.get_num_threads()
     session = onnx_session(data, threads)
-    parity = {name: array[:PARITY_WINDOWS] for name, array in inputs.items()}
+    parity, front_end_error = _parity_inputs(graph, front, inputs)
     with torch.inference_mode():
-        expected = model({k: torch.from_numpy(v) for k, v in parity.items()}).numpy()
+        expected = graph(*(torch.from_numpy(parity[n]) for n in card.modalities))
+    expected = expected.numpy()
     error = float(np.abs(ort_logits(session, parity) - expected).max())
     if error > PARITY_TOLERANCE:
         raise ExportError(
@@ -277,7 +312,7 @@ def _export(
         handle.write(data)
     exported = card.exported(opset=OPSET, ir_version=proto.ir_version)
     exported.save(out_dir / CARD_FILE)
-    save_weights(model, exported, out_dir / WEIGHTS_FILE)
+    save_weights(graph.model, exported, out_dir / WEIGHTS_FILE)
     one = {name: array[:1] for name, array in parity.items()}
     report = ExportReport(
         onnx_file=onnx_path.name,
@@ -291,7 +326,8 @@ def _export(
         latency_threads=threads,
         latency_runs=latency_runs,
         ort_latency_ms=ort_latency_ms(session, one, latency_runs),
-        torch_latency_ms=torch_latency_ms(model, one, latency_runs),
+        torch_latency_ms=torch_latency_ms(graph, one, card.modalities, latency_runs),
+        front_end_max_abs_error=front_end_error,
     )
 
     int8_path = out_dir / INT8_FILE
@@ -306,23 +342,68 @@ def _export(
         int8_size_bytes=int8_path.stat().st_size,
         int8_max_abs_error=float(np.abs(ort_logits(int8, parity) - expected).max()),
         int8_accuracy_delta=None
-        if labels is None
+        if labels is None or front
         else _accuracy(int8, inputs, labels) - _accuracy(session, inputs, labels),
     )
 
 
+def _parity_inputs(
+    graph: PositionalInputs, front: dict[str, FrontEnd], inputs: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], float | None]:
+    """The windows parity is checked on, as the exported model takes them, and
+    the front ends' largest difference from the training features (None
+    without front ends).
+
+    The first ``PARITY_WINDOWS`` windows of ``inputs``; a modality with a
+    front end gets as many of its probes instead (recordings, seeded: the
+    inputs hold features), and its module's output on them is compared with
+    the training features of each probe.
+
+    Raises
+    ------
+    ExportError
+        If a front end differs from its features by more than its tolerance.
+    """
+    count = min(PARITY_WINDOWS, len(next(iter(inputs.values()))))
+    parity = {name: array[:count] for name, array in inputs.items()}
+    worst = None
+    for name, front_end in front.items():
+        raw = front_end.probe(count, np.random.default_rng(0))
+        features = np.stack([front_end(example) for example in raw])
+        with torch.inference_mode():
+            computed = graph.front_ends[name](torch.from_numpy(raw)).numpy()
+        error = float(np.abs(computed - features).max())
+        tolerance = front_end.device_input().tolerance
+        if error > tolerance:
+            raise ExportError(
+                f"The front end of '{name}' differs from its training features by "
+                f"up to {error:.3g} (tolerance {tolerance:g}) on {count} probes; "
+                "nothing was written."
+            )
+        parity[name] = raw
+        worst = max(error, worst or 0.0)
+    return parity, worst
+
+
 def quantize_int8(source: Path, target: Path) -> None:
     """Dynamic 8-bit quantization of ``QUANTIZE_OPS`` (weights stored as uint8,
-    activations quantized at run time); the rest keeps float weights. ``target``
-    is written atomically."""
+    activations quantized at run time) outside the front ends; the rest keeps
+    float weights. ``target`` is written atomically."""
     root = logging.getLogger()
     root.addFilter(_without_preprocessing_hint)
+    model = onnx.load(source)
+    front_end_nodes = [
+        node.name
+        for node in model.graph.node
+        if node.name.startswith(f"/{FRONT_ENDS}/")
+    ]
     try:
         with atomic_path(target) as scratch:
             quantize_dynamic(
                 source,
                 scratch,
                 op_types_to_quantize=list(QUANTIZE_OPS),
+                nodes_to_exclude=front_end_nodes,
                 weight_type=QuantType.QUInt8,
             )
     finally:
@@ -341,8 +422,8 @@ def _accuracy(
     return float(np.mean(ort_logits(session, inputs).argmax(axis=1) == labels))
 
 
-def _to_onnx(model: MultimodalModel, card: ModelCard) -> onnx.ModelProto:
-    """Trace ``model`` into an ONNX model (in memory) with the card's inputs."""
+def _to_onnx(graph: "PositionalInputs", card: ModelCard) -> onnx.ModelProto:
+    """Trace ``graph`` into an ONNX model (in memory) with the card's inputs."""
     example = tuple(torch.zeros(2, *spec.shape[1:]) for spec in card.inputs)
     names = [*card.modalities, OUTPUT_NAME]
     buffer = io.BytesIO()
@@ -359,9 +440,7 @@ def _to_onnx(model: MultimodalModel, card: ModelCard) -> onnx.ModelProto:
         )
         warnings.filterwarnings("ignore", "Exporting a model to ONNX with a batch_size")
         torch.onnx.export(
-            # eval(): the exporter restores the wrapper's mode on the model after
-            # tracing, and a new module is in training mode (dropout on).
-            PositionalInputs(model).eval(),
+            graph,  # in eval mode: a new module is in training mode (dropout on)
             example,
             buffer,
             dynamo=False,

@@ -34,10 +34,13 @@ class InputSpec:
 
     ``shape`` is e.g. ``("batch", 128, 3)``: the batch axis is symbolic, the
     others fixed. ``preprocessing`` says what the values must be before they
-    are fed (the model computes everything after that). ``normalization``:
-    the per-channel ``mean`` and ``std`` the model standardizes the input with
-    (inside the model, from the client's own training data; a device feeds raw
-    values).
+    are fed (the model computes everything after that). ``front_end``: what
+    the model computes from them first, inside the ONNX graph (a log-mel
+    spectrogram from samples, scaling and standardization of pixels), or
+    ``None`` when the model takes the features themselves
+    (``benchmarks/front_end.py``). ``normalization``: the per-channel
+    ``mean`` and ``std`` the model standardizes its features with (inside the
+    model, from the client's own training data; a device feeds raw values).
     """
 
     name: str
@@ -46,6 +49,7 @@ class InputSpec:
     preprocessing: str
     dtype: str = "float32"
     normalization: dict[str, list[float]] | None = None
+    front_end: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,15 @@ def build_card(
 
 def _input_spec(task: Task, modality: str) -> InputSpec:
     spec = task.modality(modality)
+    if spec.front_end is not None:
+        device = spec.front_end.device_input()
+        return InputSpec(
+            name=spec.name,
+            shape=(BATCH_AXIS, *device.shape),
+            layout=device.layout,
+            preprocessing=device.description,
+            front_end=spec.preprocessing,
+        )
     if len(spec.shape) not in LAYOUTS:
         raise ValueError(
             f"Modality '{modality}' of task '{task.name}' has per-example shape "

@@ -48,12 +48,13 @@ def ort_latency_ms(
 
 
 def torch_latency_ms(
-    model: nn.Module, inputs: dict[str, np.ndarray], runs: int
+    graph: nn.Module, inputs: dict[str, np.ndarray], order: tuple[str, ...], runs: int
 ) -> float:
-    """Median torch eager latency of ``model`` (on CPU, eval mode) on ``inputs``."""
-    tensors = {name: torch.from_numpy(array) for name, array in inputs.items()}
+    """Median torch eager latency of ``graph`` (on CPU, eval mode; it takes one
+    tensor per input, in ``order``) on ``inputs``."""
+    tensors = [torch.from_numpy(inputs[name]) for name in order]
     with torch.inference_mode():
-        return median_latency_ms(lambda: model(tensors), runs)
+        return median_latency_ms(lambda: graph(*tensors), runs)
 
 
 def ort_logits(

@@ -8,6 +8,9 @@ picture (a bar whose place is the class), the ``label`` (0-3) and the
 parquet. The features are a plain function over ``LogMel`` (the samples carry
 no rate: ``sample_rate`` declares it) and ``ImagePixels`` reading flat arrays
 (``stored`` declares their 8 x 8 shape, ``pixel_max`` their [0, 1] scale).
+Both are front ends: an exported model takes the samples and the pixels and
+computes the rest itself, so a device without torch feeds what it records
+(the plain function names its front end, ``front_end=LOG_MEL``).
 Its default preset, ``arrays`` (AdamW), is the recipe it runs with unless the
 run config names another.
 """
@@ -72,6 +75,7 @@ TASK = Task(
             features=audio_features,
             preprocessing=LOG_MEL.description,
             embed_dim=16,
+            front_end=LOG_MEL,  # what audio_features computes, in the ONNX graph
         ),
         ModalitySpec(
             "image",

@@ -3,7 +3,6 @@ runner's answer to a model path that does not exist, the SuperLink command
 make-certs.sh prints, step 5's make_windows.py on each device's own data, and
 step 5's commands against the node configs the guide gives the devices."""
 
-import importlib.util
 import re
 import runpy
 import shlex
@@ -14,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from runner_helpers import RUNNER, load_runner
 
 EDGE = Path(__file__).resolve().parents[1] / "edge"
 README = (EDGE / "README.md").read_text()
-RUNNER = EDGE / "run_model.py"
 MAKE_CERTS = EDGE / "certs" / "make-certs.sh"
 VENV_BIN = Path(sys.executable).parent
 NEEDED = {"--host", "--database", "--disable-runtime-dependency-installation"}
@@ -148,13 +147,6 @@ def device_data(tmp_path_factory) -> Path:
         patch.chdir(directory)  # the guide runs it in /tmp
         exec(compile(heredoc, "device-data heredoc", "exec"), {"__name__": "__main__"})
     return directory / "device-data"
-
-
-def load_runner():
-    spec = importlib.util.spec_from_file_location("run_model", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.timeout(120)

@@ -1,15 +1,13 @@
 """The torch-free edge runner (edge/run_model.py) on real exported models: same
 predictions as onnxruntime from .npy and .csv, clear refusals, and no torch."""
 
-import importlib.util
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 from cards import card_for
+from runner_helpers import load_runner, prediction_lines, run_without_torch
 
 from blossom_app.benchmarks import get_task
 from blossom_app.common.model import build_model
@@ -17,16 +15,8 @@ from blossom_app.data import Split
 from blossom_app.onnx.export import export_personalized
 from blossom_app.onnx.model_card import ONNX_FILE
 
-RUNNER = Path(__file__).resolve().parents[1] / "edge" / "run_model.py"
 TASK = get_task("watch")
 WINDOWS = 5
-
-
-def load_runner():
-    spec = importlib.util.spec_from_file_location("run_model", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 runner = load_runner()
@@ -89,14 +79,6 @@ def expected_lines(model_dir: Path, arrays: dict[str, np.ndarray]) -> list[tuple
         (i, TASK.class_names[row.argmax()], pytest.approx(row.max(), abs=1e-4))
         for i, row in enumerate(probabilities)
     ]
-
-
-def prediction_lines(output: str) -> list[tuple]:
-    """The runner's ``index, class, probability`` lines, parsed."""
-    lines = output.splitlines()
-    start = lines.index("window\tclass\tprobability") + 1
-    rows = [line.split("\t") for line in lines[start:] if "\t" in line]
-    return [(int(index), name, float(prob)) for index, name, prob in rows]
 
 
 @pytest.mark.parametrize("target", ["directory", "onnx file"])
@@ -184,34 +166,11 @@ def test_refuses_a_ragged_csv(acc_only, tmp_path, capsys):
 
 
 def test_runs_where_torch_cannot_be_imported(both, inputs):
-    # sys.modules[name] = None makes "import name" raise ImportError.
-    program = (
-        "import runpy, sys\n"
-        "sys.modules['torch'] = sys.modules['blossom_app'] = None\n"
-        "try:\n"
-        "    import torch\n"
-        "except ImportError:\n"
-        "    print('torch is not importable')\n"
-        "else:\n"
-        "    sys.exit('torch was importable')\n"
-        "sys.argv = sys.argv[1:]\n"
-        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-    )
-
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            program,
-            str(RUNNER),
-            str(both),
-            f"--input=acc={inputs['acc.npy']}",
-            f"--input=gyro={inputs['gyro.csv']}",
-            "--runs=2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_without_torch(
+        str(both),
+        f"--input=acc={inputs['acc.npy']}",
+        f"--input=gyro={inputs['gyro.csv']}",
+        "--runs=2",
     )
 
     assert result.returncode == 0, result.stderr

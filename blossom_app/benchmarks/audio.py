@@ -230,6 +230,8 @@ class LogMelFrontEnd(nn.Module):
         self.hop = max(1, round(log_mel.hop_s * rate))
         self.pad = n_fft // 2
         self.bins = n_fft // 2 + 1
+        computed = 1 + round(log_mel.seconds * rate) // self.hop  # centred frames
+        self.kept = min(log_mel.frames, computed)
         angle = (
             2 * math.pi * torch.outer(torch.arange(self.bins), torch.arange(n_fft))
         ).double() / n_fft
@@ -249,11 +251,10 @@ class LogMelFrontEnd(nn.Module):
         decibels = 10 * torch.log10(torch.clamp(power, min=POWER_FLOOR))
         peak = decibels.amax(dim=(1, 2), keepdim=True)
         decibels = torch.maximum(decibels, peak - log_mel.top_db)
-        decibels = decibels[:, : log_mel.frames]
-        missing = log_mel.frames - decibels.shape[1]
-        if missing > 0:  # fixed at build time: the clip's length is
+        decibels = decibels[:, : self.kept]
+        if self.kept < log_mel.frames:
             floor = decibels.amin(dim=(1, 2), keepdim=True)
-            padding = floor.repeat(1, missing, log_mel.n_mels)
+            padding = floor.repeat(1, log_mel.frames - self.kept, log_mel.n_mels)
             decibels = torch.cat([decibels, padding], dim=1)
         return decibels.transpose(1, 2).unsqueeze(1) if log_mel.as_image else decibels
 

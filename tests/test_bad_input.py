@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
-from rounds import NODES, RUN_CONFIG, WATCH, LocalGrid, profiles
+from rounds import NODES, RUN_CONFIG, WATCH, LocalGrid, contexts, profiles
 from test_data import CLIENT, tiny_dataset
 
 import blossom_app
@@ -22,6 +22,7 @@ from blossom_app.errors import DataError
 from blossom_app.server.fleet import (
     DiscoveryError,
     Fleet,
+    SetupProblem,
     compatible,
     discover_nodes,
     leave_out_incompatible,
@@ -183,3 +184,38 @@ def test_a_joining_node_of_another_version_is_refused_like_a_set_the_mix_lacks(
     for _ in range(2):  # profiled once, then left out without asking again
         assert fleet.present(LocalGrid()) == ([ACC, BOTH], [])
     assert GYRO not in fleet.profiles and fleet._refused == {GYRO}
+
+
+@pytest.mark.timeout(120)
+def test_node_setup_problems_are_said_once_each_by_the_server():
+    nodes = contexts()
+    for node_id, device in ((ACC, "tpu"), (GYRO, "tpu"), (BOTH, "cuda:99")):
+        nodes[node_id].node_config["device"] = device
+
+    with pytest.raises(SetupProblem) as error:
+        discover_nodes(LocalGrid(nodes), min_nodes=3, timeout=60)
+
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2  # two problems, each once
+    assert lines[0].startswith("2 of the 3 nodes report: Invalid value for 'device'")
+    assert "'tpu'" in lines[0]
+    assert lines[1].startswith("1 of the 3 nodes report: Invalid value for 'device'")
+    assert list(error.value.problems.values()) == [[ACC, GYRO], [BOTH]]
+
+
+@pytest.mark.timeout(120)
+def test_a_joining_node_that_cannot_set_up_is_left_out_with_its_problem(
+    caplog: pytest.LogCaptureFixture,
+):
+    known = {n: p for n, p in profiles().items() if n != GYRO}
+    nodes = contexts()
+    nodes[GYRO].node_config["device"] = "tpu"
+    fleet = Fleet(known, parse_mix("1-1-1", WATCH), timeout=60)
+
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        for _ in range(2):  # told once, then left out without asking again
+            assert fleet.present(LocalGrid(nodes)) == ([ACC, BOTH], [])
+
+    [warning] = caplog.records
+    assert f"New node(s) [{GYRO}] left out of this run" in warning.getMessage()
+    assert "Invalid value for 'device': 'tpu'" in warning.getMessage()

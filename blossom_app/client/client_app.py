@@ -9,20 +9,27 @@ from flwr.clientapp import ClientApp
 from blossom_app.client.local_client import LocalClient
 from blossom_app.client.personalization import federation_update, own_offsets
 from blossom_app.common import metrics as m
+from blossom_app.common.profile import problem_reply
 from blossom_app.common.protocol import (
     EVALUATE_FIRST,
     EVALUATION,
     EXPORT_RECORD,
     PERSONALIZATION,
 )
+from blossom_app.errors import ConfigError, DataError
 
 app = ClientApp()
 
 
 @app.query("profile")
 def profile(msg: Message, context: Context) -> Message:
-    """Tell the server this node's modalities, data sizes and device."""
-    client = LocalClient.from_context(context)
+    """Tell the server this node's modalities, data sizes and device, or the
+    problem (the user's to fix) that keeps it from setting up: the server says
+    it once for all nodes."""
+    try:
+        client = LocalClient.from_context(context)
+    except (ConfigError, DataError) as error:
+        return Message(problem_reply(error), reply_to=msg)
     return Message(client.profile().to_record(), reply_to=msg)
 
 

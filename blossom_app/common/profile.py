@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from flwr.app import ConfigRecord, Message, RecordDict
 
 from blossom_app.common.blocks import format_modalities
-from blossom_app.common.protocol import PROFILE_RECORD
+from blossom_app.common.protocol import PROFILE_RECORD, SETUP_PROBLEM
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,17 @@ class NodeProfile:
             modalities=tuple(str(record["modalities"]).split("+")),
             **values,
         )
+
+
+def problem_reply(error: Exception) -> RecordDict:
+    """The profile reply of a node that cannot set up: ``error``'s message."""
+    return RecordDict({SETUP_PROBLEM: ConfigRecord({"message": str(error)})})
+
+
+def setup_problem(reply: Message) -> str | None:
+    """The setup problem a node replied with instead of its profile, if any."""
+    record = reply.content.config_records.get(SETUP_PROBLEM)
+    return None if record is None else str(record["message"])
 
 
 def describe(profiles: Iterable[NodeProfile]) -> list[str]:

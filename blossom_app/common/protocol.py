@@ -10,6 +10,10 @@ from flwr.app import MessageType
 #: Ask a node what it holds: modalities, example counts, device, version.
 PROFILE = f"{MessageType.QUERY}.profile"
 PROFILE_RECORD = "profile"
+#: The profile reply's record instead, when the node cannot set up for this
+#: run config (a ConfigError or DataError: the user's to fix): ``message``.
+#: The server says it once for all nodes instead of each node a traceback.
+SETUP_PROBLEM = "setup-problem"
 
 #: After a run's last round: export the personalized model on the node.
 EXPORT = f"{MessageType.QUERY}.export"

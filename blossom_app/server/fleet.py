@@ -15,7 +15,7 @@ from flwr.supercore import log
 
 from blossom_app import __version__
 from blossom_app.common.modality_mix import ModalityMix
-from blossom_app.common.profile import NodeProfile, describe
+from blossom_app.common.profile import NodeProfile, describe, setup_problem
 from blossom_app.common.protocol import PROFILE
 from blossom_app.errors import ConfigError
 
@@ -26,8 +26,9 @@ class DiscoveryError(RuntimeError):
 
 def _ask(
     grid: Grid, node_ids: list[int], timeout: float
-) -> tuple[list[NodeProfile], list[str]]:
-    """Profiles of the nodes that answered, and why each other one did not."""
+) -> tuple[list[NodeProfile], list[str], dict[str, list[int]]]:
+    """Profiles of the nodes that answered, why each other one did not, and
+    each setup problem reported with the nodes that reported it."""
     queries = [
         Message(RecordDict(), dst_node_id=node_id, message_type=PROFILE)
         for node_id in node_ids
@@ -40,15 +41,37 @@ def _ask(
     ]
     missing = sorted(set(node_ids) - {r.metadata.src_node_id for r in replies})
     failures += [f"node {node_id}: no reply in {timeout} s" for node_id in missing]
-    profiles = [NodeProfile.from_reply(r) for r in replies if not r.has_error()]
-    return profiles, failures
+    answers = [reply for reply in replies if not reply.has_error()]
+    problems: dict[str, list[int]] = {}
+    for reply in answers:
+        if (problem := setup_problem(reply)) is not None:
+            problems.setdefault(problem, []).append(reply.metadata.src_node_id)
+    profiles = [NodeProfile.from_reply(r) for r in answers if not setup_problem(r)]
+    return profiles, failures, problems
 
 
 def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfile]:
-    profiles, failures = _ask(grid, node_ids, timeout)
+    profiles, failures, problems = _ask(grid, node_ids, timeout)
+    if problems:
+        raise SetupProblem(problems, len(node_ids))
     if failures:
         raise DiscoveryError("Profiling failed on " + "; ".join(failures))
     return profiles
+
+
+class SetupProblem(DiscoveryError):
+    """Nodes cannot set up for this run config: each distinct problem, said
+    once, with how many nodes report it (the nodes' own messages name the
+    setting and the fix)."""
+
+    def __init__(self, problems: dict[str, list[int]], asked: int) -> None:
+        said = [
+            f"{'All' if len(nodes) == asked else len(nodes)} of the {asked} nodes "
+            f"report: {problem}"
+            for problem, nodes in problems.items()
+        ]
+        super().__init__("\n".join(said))
+        self.problems = problems
 
 
 def compatible(a: str, b: str) -> bool:
@@ -168,13 +191,16 @@ class Fleet:
         return sorted(known & connected), sorted(known - connected)
 
     def _admit(self, grid: Grid, node_ids: list[int]) -> None:
-        profiles, failures = _ask(grid, node_ids, self._timeout)
+        profiles, failures, problems = _ask(grid, node_ids, self._timeout)
         for failure in failures:
             log(
                 WARNING,
                 "A new node could not be profiled (next round: again): %s",
                 failure,
             )
+        for problem, nodes in problems.items():
+            log(WARNING, "New node(s) %s left out of this run: %s", nodes, problem)
+            self._refused.update(nodes)
         profiles, left_out = leave_out_incompatible(profiles)
         self._refused.update(left_out)
         for profile in profiles:

@@ -5,6 +5,7 @@ the torch model's predictions on the same recordings."""
 
 import json
 import sys
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import onnx
@@ -15,12 +16,17 @@ from cards import card_for
 from runner_helpers import prediction_lines, run_without_torch
 
 from blossom_app.benchmarks import ModalitySpec
-from blossom_app.benchmarks.audio import FRONT_END_TOLERANCE_DB, LogMel
+from blossom_app.benchmarks.audio import FRONT_END_TOLERANCE_DB, LogMel, LogMelFrontEnd
 from blossom_app.benchmarks.image import FRONT_END_TOLERANCE, ImagePixels
 from blossom_app.common.model import build_model
 from blossom_app.common.training import TrainingSettings, train
 from blossom_app.data import Split
-from blossom_app.onnx.export import INT8_FILE, MODEL_SCOPE, export_personalized
+from blossom_app.onnx.export import (
+    INT8_FILE,
+    MODEL_SCOPE,
+    ExportError,
+    export_personalized,
+)
 from blossom_app.onnx.model_card import CARD_FILE, ModelCard
 
 LOG_MELS = {
@@ -194,3 +200,30 @@ def test_int8_model_keeps_its_front_ends_in_float(exported_raw):
     assert all(name.startswith(MODEL_SCOPE) for name in quantized)
     logits = session.run(None, feed)[0]
     np.testing.assert_array_equal(logits.argmax(1), probabilities.argmax(1))
+
+
+@dataclass(frozen=True)
+class MisfitLogMel(LogMel):
+    """A front end whose module is not what its features compute."""
+
+    def module(self) -> LogMelFrontEnd:
+        return LogMelFrontEnd(replace(self, top_db=20.0))
+
+
+def test_a_front_end_unlike_its_features_is_refused_and_nothing_written(
+    raw_task, tmp_path
+):
+    task, _, _ = raw_task
+    audio = task.modality("audio")
+    misfit = MisfitLogMel(
+        **{f.name: getattr(audio.front_end, f.name) for f in fields(LogMel)}
+    )
+    task = replace(task, modalities=(replace(audio, front_end=misfit),))
+    model = build_model(task, ("audio",), "attention", seed=0)
+    split = Split({"audio": np.zeros((4, *audio.shape), np.float32)}, np.zeros(4, int))
+
+    with pytest.raises(ExportError, match="front end of 'audio' differs from its"):
+        export_personalized(
+            model, card_for(model, "attention", task), tmp_path, split, task
+        )
+    assert not list(tmp_path.iterdir())

@@ -14,6 +14,11 @@ def test_info_lists_datasets_modalities_and_policies(capsys):
     assert "watch: 7 classes" in out
     assert "acc          128 x 3" in out and "gyro         128 x 3" in out
     assert "private-head-fusion  fusion, head" in out
+    # a modality with a front end: what a device feeds its exported model
+    assert (
+        "image        1 x 28 x 28 (column 'image' -> standardized gray image "
+        "(28 x 28); the exported model takes batch x height x width)"
+    ) in out
 
 
 def test_info_of_a_results_directory_shows_state_and_config(tmp_path, capsys):

@@ -33,6 +33,9 @@ def describe_app() -> str:
             shape = " x ".join(str(size) for size in spec.shape)
             computed = spec.preprocessing.split(":")[0] if spec.features else ""
             source = f"column '{spec.column}'" + (f" -> {computed}" if computed else "")
+            if spec.front_end is not None:  # what a device feeds the exported model
+                device = spec.front_end.device_input()
+                source += f"; the exported model takes {device.layout}"
             lines.append(f"    {spec.name:<12} {shape} ({source})")
         lines.append(f"    classes: {', '.join(task.class_names)}")
         blocks = ", ".join(sorted(held_blocks(task.modality_names)))

@@ -40,8 +40,9 @@ class FrontEnd(Protocol):
     ``device_input()`` is None when it cannot (e.g. a log-mel front end
     without a declared sampling rate); ``module()`` maps ``batch x *shape``
     raw values to ``batch x *features`` in float32, as calling the feature
-    on each raw example does; ``probe(count, rng)``: ``count x *shape`` raw
-    examples, typical of the modality, on which the exporter checks that.
+    on each raw example as stored (``as_stored``: e.g. a PIL image) does;
+    ``probe(count, rng)``: ``count x *shape`` raw examples, typical of the
+    modality, on which the exporter checks that.
     """
 
     def device_input(self) -> DeviceInput | None: ...
@@ -49,5 +50,7 @@ class FrontEnd(Protocol):
     def module(self) -> nn.Module: ...
 
     def probe(self, count: int, rng: np.random.Generator) -> np.ndarray: ...
+
+    def as_stored(self, example: np.ndarray) -> object: ...
 
     def __call__(self, value: object) -> np.ndarray: ...

@@ -86,9 +86,19 @@ class ImagePixels:
         return PixelsFrontEnd(self)
 
     def probe(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        """Uniform random pixels in [0, ``pixel_max``]."""
-        shape = (count, *self.device_input().shape)
-        return (self.pixel_max * rng.random(shape)).astype(np.float32)
+        """Uniform random pixels in [0, ``pixel_max``] (whole numbers for
+        images stored as such: 8-bit PIL images)."""
+        pixels = self.pixel_max * rng.random((count, *self.device_input().shape))
+        return (pixels if self.stored else np.round(pixels)).astype(np.float32)
+
+    def as_stored(self, example: np.ndarray) -> object:
+        """An array of the ``stored`` shape as it is; else the 8-bit PIL image
+        a Hugging Face ``Image`` column decodes to."""
+        if self.stored:
+            return example
+        from PIL import Image
+
+        return Image.fromarray(example.astype(np.uint8))
 
     def __call__(self, value: object) -> np.ndarray:
         if hasattr(value, "convert"):

@@ -370,7 +370,7 @@ def _parity_inputs(
     worst = None
     for name, front_end in front.items():
         raw = front_end.probe(count, np.random.default_rng(0))
-        features = np.stack([front_end(example) for example in raw])
+        features = np.stack([front_end(front_end.as_stored(one)) for one in raw])
         with torch.inference_mode():
             computed = graph.front_ends[name](torch.from_numpy(raw)).numpy()
         error = float(np.abs(computed - features).max())

@@ -203,6 +203,16 @@ def test_node_setup_problems_are_said_once_each_by_the_server():
     assert list(error.value.problems.values()) == [[ACC, GYRO], [BOTH]]
 
 
+def test_many_distinct_setup_problems_are_cut_to_a_few_and_counted():
+    problems = {f"Partition {i} has no test examples.": [100 + i] for i in range(40)}
+
+    lines = str(SetupProblem(problems, asked=1000)).splitlines()
+
+    assert len(lines) == SetupProblem.SHOWN_PROBLEMS + 1
+    assert lines[0] == "1 of the 1000 nodes report: Partition 0 has no test examples."
+    assert lines[-1].startswith("… and 37 other problem(s) from 37 more node(s)")
+
+
 @pytest.mark.timeout(120)
 def test_a_joining_node_that_cannot_set_up_is_left_out_with_its_problem(
     caplog: pytest.LogCaptureFixture,

@@ -34,6 +34,7 @@ BUILTIN = {
     "iemocap": "blossom_app.benchmarks.iemocap:IEMOCAP",
     "iemocap-mobilebert": "blossom_app.benchmarks.iemocap:IEMOCAP_MOBILEBERT",
     "avmnist": "blossom_app.benchmarks.avmnist:AVMNIST",
+    "synthetic": "blossom_app.benchmarks.synthetic:SYNTHETIC",
 }
 
 

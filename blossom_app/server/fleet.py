@@ -62,14 +62,24 @@ def _profile(grid: Grid, node_ids: list[int], timeout: float) -> list[NodeProfil
 class SetupProblem(DiscoveryError):
     """Nodes cannot set up for this run config: each distinct problem, said
     once, with how many nodes report it (the nodes' own messages name the
-    setting and the fix)."""
+    setting and the fix); past ``SHOWN_PROBLEMS``, how many more there are."""
+
+    SHOWN_PROBLEMS = 3
 
     def __init__(self, problems: dict[str, list[int]], asked: int) -> None:
+        shown = list(problems.items())[: self.SHOWN_PROBLEMS]
         said = [
             f"{'All' if len(nodes) == asked else len(nodes)} of the {asked} nodes "
             f"report: {problem}"
-            for problem, nodes in problems.items()
+            for problem, nodes in shown
         ]
+        hidden = len(problems) - len(shown)
+        if hidden:
+            nodes = sum(len(nodes) for nodes in list(problems.values())[len(shown) :])
+            said.append(
+                f"… and {hidden} other problem(s) from {nodes} more node(s), "
+                "most likely of the same kind: fix the above and run again."
+            )
         super().__init__("\n".join(said))
         self.problems = problems
 

@@ -1,20 +1,26 @@
 """How a simulation scales with the number of simulated clients on this machine.
 
-Runs 10, 50 and 100 SuperNodes (``--quick``: 10 and 20) for 3 rounds
-(``--quick``: 2), IID split of ``watch``, export off, otherwise the app's
-defaults, with the modality mix scaled to N: ``acc=<30 %>,gyro=<30 %>,
-acc+gyro=<rest>``. Ray runs as many ClientApp processes as there are cores
-(one CPU per client), whatever N: the simulated clients take turns on them.
+Runs 10, 100 and 1,000 SuperNodes (``--quick``: 10 and 100), and 1,000 again with
+``fraction-train`` 0.1, for 3 rounds of 1 local epoch on the same data: the
+``synthetic`` fixture (``TOTAL_ROWS`` windows written to parquet, IID split,
+``test-fraction`` 0.5 so that each of 1,000 clients gets test windows), export
+off, otherwise the app's defaults, with the modality mix scaled to N:
+``acc=<30 %>,gyro=<30 %>,acc+gyro=<rest>``. The total training work per round is
+the same at every N, so what grows with N is overhead. Ray runs as many
+ClientApp processes as there are cores (one CPU per client), whatever N: the
+simulated clients take turns on them.
 
-Per N: wall seconds of the whole ``blossom run``; the train phase's seconds per
-round (``timing.csv`` ``train_seconds``: the server's round trip, which also
-covers the nodes' evaluation of the previous round), averaged over rounds 2 on
-(round 1 includes the actors' warm-up); that divided by N (seconds per
-client-round); and the peak RSS/USS of a ClientApp process and of the ServerApp
-process (``harness.sample_tree``). Round time "grows no worse than linearly" when
-``round(N) / round(N0) <= N / N0 x 1.1`` for the smallest N0. The dataset is
-fixed, so the total training work per round hardly changes with N: growth is
-per-client overhead (messages, model builds, data set-up).
+Per N: wall seconds of the whole ``blossom run``; the seconds per round
+(``timing.csv``: the train phase, the server's round trip, which also covers the
+trained nodes' evaluation of the previous round, plus the evaluate phase of the
+others with ``fraction-train`` < 1, and of all after the last round), averaged
+over rounds 2 on (round 1 includes the actors' warm-up); the overhead per
+client-round, the slope
+``(round(N) - round(10)) / (N - 10)`` (target <= ``TARGET_MS`` ms); the
+ServerApp's own aggregation and checkpoint per round, per client; the peak USS
+of a ClientApp process and of the ServerApp process (``harness.sample_tree``)
+against their 10-client values (target <= ``TARGET_MEMORY`` x); and the private
+state each client keeps on disk (bytes and files per client, ``node-state/``).
 
 Usage: python bench/scale.py [--quick] [--out bench/results/scale.json]
 """
@@ -23,11 +29,15 @@ from pathlib import Path
 
 import harness
 
-from blossom_app.reporting.layout import TIMING
+from blossom_app.benchmarks.synthetic import synthetic_dataset
+from blossom_app.reporting.layout import NODE_STATE, TIMING
 
 NAME = "scale"
 TITLE = "Scale (`bench/scale.py`)"
-SLACK = 1.1
+TOTAL_ROWS = 20_000
+ROUNDS = 3
+TARGET_MS = 10.0
+TARGET_MEMORY = 1.5
 
 
 def mix_for(clients: int) -> str:
@@ -36,97 +46,112 @@ def mix_for(clients: int) -> str:
     return f"acc={single},gyro={single},acc+gyro={clients - 2 * single}"
 
 
-def measure(clients: int, rounds: int, root: Path) -> dict:
-    """One run of ``clients`` SuperNodes: times per round and memory peaks."""
+def measure(clients: int, fraction: float, data: Path, root: Path) -> dict:
+    """One run of ``clients`` SuperNodes: times per round, memory peaks, state."""
     overrides = {
-        "num-server-rounds": rounds,
+        "dataset": "synthetic",
+        "data-source": str(data),
+        "test-fraction": 0.5,
+        "num-server-rounds": ROUNDS,
+        "local-epochs": 1,
+        "fraction-train": fraction,
         "export-onnx": False,
-        "partitioner": "iid",
         "modality-mix": mix_for(clients),
     }
-    run = harness.simulate(overrides, clients, root / f"n{clients}", sample_memory=True)
-    first = 2 if rounds > 1 else 1  # round 1 includes the actors' warm-up
-    timing = [
-        float(row["train_seconds"])
-        for row in run.rows(TIMING)
-        if int(row["round"]) >= first and row.get("train_seconds")
+    workdir = root / f"n{clients}-f{fraction:g}"
+    run = harness.simulate(overrides, clients, workdir, sample_memory=True)
+    rows = [row for row in run.rows(TIMING) if int(row["round"]) >= 2]
+    # a round: its train phase and, with fraction-train < 1 (and after the
+    # last round), the evaluate phase of the clients that did not train
+    rounds = [
+        float(r["train_seconds"]) + float(r["evaluate_seconds"] or 0) for r in rows
     ]
-    round_seconds = harness.mean(timing)
+    state = [p for p in (run.experiment / NODE_STATE).rglob("*") if p.is_file()]
+    server = [
+        float(r["aggregate_seconds"]) + float(r["checkpoint_seconds"]) for r in rows
+    ]
     return {
         "clients": clients,
+        "fraction_train": fraction,
         "mix": overrides["modality-mix"],
-        "rounds": rounds,
         "wall_seconds": run.wall_seconds,
-        "train_seconds_per_round": round_seconds,
-        "seconds_per_client_round": round_seconds / clients,
+        "round_seconds": harness.mean(rounds),
+        "server_ms_per_client_round": 1000 * harness.mean(server) / clients,
+        "state_bytes_per_client": sum(p.stat().st_size for p in state) / clients,
+        "state_files_per_client": len(state) / clients,
         "run": run.to_json(),
     }
 
 
+def uss(result: dict, kind: str) -> float:
+    return result["run"]["memory"][kind]["uss"]
+
+
 def main() -> None:
     args = harness.parser(NAME, __doc__).parse_args()
-    sizes, rounds = ((10, 20), 2) if args.quick else ((10, 50, 100), 3)
+    sizes = (10, 100) if args.quick else (10, 100, 1000)
     root = harness.workdir(NAME)
     host = harness.machine()
-    results = [measure(clients, rounds, root) for clients in sizes]
+    data = root / "synthetic.parquet"
+    synthetic_dataset(TOTAL_ROWS).to_parquet(str(data))
+    runs = [(n, 1.0) for n in sizes] + [(sizes[-1], 0.1)]
+    results = [measure(clients, fraction, data, root) for clients, fraction in runs]
 
     base = results[0]
     rows = []
     for r in results:
-        growth = r["train_seconds_per_round"] / base["train_seconds_per_round"]
-        r["growth"] = growth
-        r["at_most_linear"] = growth <= r["clients"] / base["clients"] * SLACK
-        memory = r["run"]["memory"]
+        extra = r["round_seconds"] - base["round_seconds"]
+        slope = 1000 * extra / (r["clients"] - base["clients"]) if r is not base else 0
+        r["overhead_ms_per_client_round"] = slope
+        r["client_uss_vs_base"] = uss(r, "client") / uss(base, "client")
+        r["server_uss_vs_base"] = uss(r, "server") / uss(base, "server")
         rows.append(
             [
                 r["clients"],
-                r["mix"],
-                f"{r['wall_seconds']:.1f}",
-                f"{r['train_seconds_per_round']:.2f}",
-                f"{r['seconds_per_client_round']:.3f}",
-                f"{growth:.2f}x (linear: {r['clients'] / base['clients']:.0f}x)",
-                "yes" if r["at_most_linear"] else "no",
-                *(
-                    f"{memory[kind]['rss'] / harness.GB:.2f} / "
-                    f"{memory[kind]['uss'] / harness.GB:.2f}"
-                    if kind in memory
-                    else "-"
-                    for kind in ("client", "server")
-                ),
+                f"{r['fraction_train']:g}",
+                f"{r['wall_seconds']:.0f}",
+                f"{r['round_seconds']:.2f}",
+                "-" if r is base else f"{slope:.1f}",
+                f"{r['server_ms_per_client_round']:.2f}",
+                f"{uss(r, 'client') / harness.GB:.2f} ({r['client_uss_vs_base']:.2f}x)",
+                f"{uss(r, 'server') / harness.GB:.2f} ({r['server_uss_vs_base']:.2f}x)",
+                f"{r['state_bytes_per_client'] / 1e3:.0f} kB in "
+                f"{r['state_files_per_client']:.1f} file(s)",
             ]
         )
     table = harness.markdown_table(
         [
             "clients",
-            "mix",
+            "fraction-train",
             "wall s",
-            "train s/round" + (" (rounds 2+)" if rounds > 1 else ""),
-            "s per client-round",
-            f"round time vs {base['clients']}",
-            f"<= linear x {SLACK}",
-            "ClientApp process peak RSS / USS GB",
-            "ServerApp process peak RSS / USS GB",
+            "s per round (train + evaluate, rounds 2+)",
+            f"overhead ms per client-round (vs {base['clients']}; target <= "
+            f"{TARGET_MS:g})",
+            "ServerApp aggregation + checkpoint ms per client-round",
+            f"ClientApp process peak USS GB (vs {base['clients']}; target <= "
+            f"{TARGET_MEMORY:g}x)",
+            f"ServerApp process peak USS GB (vs {base['clients']})",
+            "private state on disk per client",
         ],
         rows,
     )
     intro = (
-        f"Simulated clients on this machine: IID split of watch, {rounds} rounds, "
-        "export off, mix acc/gyro/acc+gyro = 30/30/40 %, app defaults otherwise. "
-        "Ray runs one ClientApp process per core; the clients take turns on them. "
-        "Memory: peaks over processes and 0.5 s samples (GB = 10^9 B)."
+        f"Simulated clients on this machine, the same data at every size: the "
+        f"synthetic fixture, {TOTAL_ROWS:,} windows, IID, test-fraction 0.5, "
+        f"{ROUNDS} rounds of 1 local epoch, export off, mix acc/gyro/acc+gyro = "
+        "30/30/40 %, app defaults otherwise. Ray runs one ClientApp process per "
+        "core; the clients take turns on them. Overhead: the slope of the round "
+        f"time over the clients from {base['clients']}. Memory: peak USS over "
+        "processes and 0.5 s samples (GB = 10^9 B)."
     )
-    data = {"results": results}
-    out = harness.report(args, TITLE, intro, table, host, data)
-    parts = [
-        f"N={r['clients']} {r['train_seconds_per_round']:.2f} s/round "
-        f"({r['seconds_per_client_round']:.3f} s/client-round)"
-        for r in results
-    ]
-    linear = all(r["at_most_linear"] for r in results)
+    data_out = {"results": results}
+    out = harness.report(args, TITLE, intro, table, host, data_out)
+    worst = max(r["overhead_ms_per_client_round"] for r in results)
+    memory = max(max(r["client_uss_vs_base"], r["server_uss_vs_base"]) for r in results)
     print(
-        "scale: "
-        + ", ".join(parts)
-        + f"; round time at most linear in N: {'yes' if linear else 'NO'}; {out}"
+        f"scale: overhead up to {worst:.1f} ms per client-round (target "
+        f"{TARGET_MS:g}); memory up to {memory:.2f}x the {base['clients']}-client "
+        f"run's (target {TARGET_MEMORY:g}x); {out}"
     )
 
 

@@ -7,7 +7,9 @@ a ``label`` (7 classes, ``watch``'s names) and a ``subject`` (one per
 ``WINDOWS_PER_SUBJECT`` rows: the natural partition). A class is a pair of
 frequencies (one per modality) in noise; each subject scales the amplitude and
 each window draws its phase, so a model has something to learn and either
-modality alone suffices. ``synthetic_dataset(rows, seed)`` builds any size (the
+modality alone suffices. Each subject's windows are split train/test in order
+(``overlapping_windows``), so every subject, and every client of a natural
+partition, has both at any size. ``synthetic_dataset(rows, seed)`` builds any size (the
 tests write small ones to parquet and read them through ``data-source``); the
 built-in embedded one has ``ROWS`` rows and goes through the same loading,
 splitting, partitioning and caching as every dataset.
@@ -76,4 +78,5 @@ SYNTHETIC = Task(
     source="embedded",
     group_column="subject",
     build_embedded=build_synthetic,
+    overlapping_windows=True,  # split each subject in order: see the module doc
 )

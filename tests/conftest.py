@@ -56,17 +56,44 @@ def pids_mentioning(*texts: str) -> dict[int, str]:
 
 
 def stop_processes_mentioning(text: str, grace: float = 10.0) -> None:
-    """Terminate (then kill) every process whose command line contains ``text``."""
-    pids = list(pids_mentioning(text))
+    """Terminate (then kill) every process whose command line contains ``text``,
+    and the processes they started (which may have renamed themselves, as
+    Ray's agents do)."""
+    pids = set(pids_mentioning(text))
+    pids |= {child for pid in pids for child in descendants(pid)}
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while (alive := list(pids_mentioning(text))) and time.monotonic() < deadline:
+    while (alive := [p for p in pids if running(p)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not a zombie)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def descendants(root: int) -> set[int]:
+    """The processes ``root`` started, and theirs (Linux /proc)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat.rpartition(")")[2].split()[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
 
 
 @pytest.fixture

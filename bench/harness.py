@@ -145,16 +145,25 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+#: A deployment's processes, by the program they run: their kind.
+DEPLOYED = {
+    "flower-superlink": "superlink",
+    "flwr-serverapp": "serverapp",
+    "flower-supernode": "supernode",
+    "flwr-clientapp": "clientapp",
+}
+
+
 def _kind(pid: int) -> str | None:
-    """``client``, ``server`` or None, from the process's command line."""
+    """``client`` or ``server`` (a simulation's ClientApp actors and its
+    ServerApp), a kind of ``DEPLOYED``, or None, from the command line."""
     args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     if args[0].startswith(b"ray::ClientAppActor"):
         return "client"
-    if any(
-        Path(arg.decode(errors="replace")).name == "flwr-simulation" for arg in args
-    ):
+    names = {Path(arg.decode(errors="replace")).name for arg in args[:2]}
+    if "flwr-simulation" in names:
         return "server"
-    return None
+    return next((DEPLOYED[name] for name in names if name in DEPLOYED), None)
 
 
 def _kilobytes(path: str) -> dict[str, int]:

@@ -313,14 +313,30 @@ class SecuredFederation:
     ``state/<name>``); the keys are registered with the command make-certs.sh
     prints and with register-supernodes.sh. With ``stranger``, a SuperNode
     whose key nobody registered is started too. Its connection is ``blossom``
-    in ``$FLWR_HOME/config.toml``. A context manager: leaving it stops
-    everything it started.
+    in ``$FLWR_HOME/config.toml``. With ``extra`` (``{name: modalities}``),
+    more SuperNodes start the same way, each with its own key, on partitions 2
+    on; ``late`` ones likewise have keys registered but start only when
+    ``start_late(name)`` is called (nodes joining a running fleet). A context
+    manager: leaving it stops everything it started.
     """
 
     def __init__(
-        self, env: Mapping[str, str], tmp_path: Path, *, stranger: bool = True
+        self,
+        env: Mapping[str, str],
+        tmp_path: Path,
+        *,
+        stranger: bool = True,
+        extra: Mapping[str, str] | None = None,
+        late: Mapping[str, str] | None = None,
     ) -> None:
         self.env, self.tmp_path, self.with_stranger = dict(env), tmp_path, stranger
+        added = {**(extra or {}), **(late or {})}
+        self.late = set(late or {})
+        # name -> (modalities, partition): the two of SECURED_NODES, then these
+        self.layout = {
+            **SECURED_NODES,
+            **{name: (mods, 2 + i) for i, (name, mods) in enumerate(added.items())},
+        }
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.credentials = tmp_path / "credentials"
@@ -351,7 +367,12 @@ class SecuredFederation:
     def _start(self) -> None:
         self.logs.mkdir()
         self.server.mkdir()
-        names = [*SECURED_NODES, *(["stranger"] if self.with_stranger else [])]
+        added = [name for name in self.layout if name not in SECURED_NODES]
+        names = [
+            *SECURED_NODES,
+            *added,
+            *(["stranger"] if self.with_stranger else []),
+        ]
         made = run_tool(
             MAKE_CERTS, "-o", self.credentials, "-p", self.port, "127.0.0.1", *names,
             env=self.env,
@@ -396,6 +417,17 @@ class SecuredFederation:
         output, _ = again.communicate(timeout=60)
         assert again.returncode == 0, output
         assert output.count("already registered") == 2, output
+        if added:
+            keys = [self.credentials / "supernodes" / f"{name}.pub" for name in added]
+            more = run_tool(*helper, *keys, env=self.env)
+            assert more.returncode == 0, more.stdout + more.stderr
+            for name in added:
+                if name not in self.late:
+                    self._start_supernode(name, self.layout[name][1])
+
+    def start_late(self, name: str) -> None:
+        """Start the late SuperNode ``name`` (its key is registered already)."""
+        self._start_supernode(name, self.layout[name][1])
 
     def _start_superlink(self) -> None:
         """Start the SuperLink as its unit would; its log is ``superlink.log``,
@@ -421,10 +453,10 @@ class SecuredFederation:
     def _start_supernode(self, name: str, partition: int) -> subprocess.Popen:
         """Start SuperNode ``name`` as its systemd unit would, with its own key,
         a node-config TOML file, its state and a free Runtime API port."""
-        modality = SECURED_NODES.get(name, ("gyro", 1))[0]
+        modality = self.layout.get(name, ("gyro", 1))[0].replace("+", ",")
         node_config = self.tmp_path / f"{name}.toml"
         node_config.write_text(
-            f"partition-id = {partition}\nnum-partitions = 2\n"
+            f"partition-id = {partition}\nnum-partitions = {len(self.layout)}\n"
             f'modalities = "{modality}"\nnum-threads = 1\n'
             f'state-dir = "{self.state_dir(name)}"\n'
         )
@@ -445,14 +477,14 @@ class SecuredFederation:
         )
         self.processes.append(process)
         self.tags.append(f"127.0.0.1:{runtime_port}")
-        if name in SECURED_NODES:
+        if name in self.layout:
             self.nodes[name] = process
         return process
 
     def restart_node(self, name: str) -> None:
         """Stop SuperNode ``name`` and start it again as its unit would."""
         stop([self.nodes[name]])
-        self._start_supernode(name, SECURED_NODES[name][1])
+        self._start_supernode(name, self.layout[name][1])
 
     def serverapps(self) -> dict[int, str]:
         """Pid -> command line of the ServerApp processes this SuperLink's

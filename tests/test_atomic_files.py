@@ -155,10 +155,16 @@ ALLOWED = {
         "run.log appends log lines as they happen; a log is allowed (a crash cuts "
         "at most its last line)"
     ),
-    ("benchmarks/watch/embedded.py", "save_to_disk"): (
-        "builds the embedded dataset into a private scratch directory that "
-        "data/loading.py renames into place whole (a directory, not a file)"
-    ),
+    **{
+        (module, "save_to_disk"): (
+            "builds the embedded dataset into a private scratch directory that "
+            "data/loading.py renames into place whole (a directory, not a file)"
+        )
+        for module in (
+            "benchmarks/watch/embedded.py",
+            "benchmarks/synthetic/__init__.py",
+        )
+    },
 }
 
 

@@ -35,8 +35,9 @@ from blossom_app.common.model import build_model
 from blossom_app.common.training import TrainingSettings, evaluate, train
 from blossom_app.data import Split, load_task_dataset
 from blossom_app.data.columns import numpy_columns
-from blossom_app.onnx.export import INT8_FILE, PositionalInputs, export_personalized
+from blossom_app.onnx.export import PositionalInputs, export_personalized
 from blossom_app.onnx.model_card import ONNX_FILE, build_card
+from blossom_app.onnx.quantize import INT8_FILE
 from blossom_app.onnx.runtime import (
     onnx_session,
     ort_latency_ms,

@@ -48,3 +48,22 @@ def prediction_lines(output: str) -> list[tuple]:
     start = lines.index("window\tclass\tprobability") + 1
     rows = [line.split("\t") for line in lines[start:] if "\t" in line]
     return [(int(index), name, float(prob)) for index, name, prob in rows]
+
+
+def assert_predicts_without_torch(
+    result: subprocess.CompletedProcess, classes: list[str], probabilities
+) -> None:
+    """``result`` (of ``run_without_torch``) ran without torch and predicted,
+    per window, the class of ``probabilities`` (``windows x classes``, the
+    torch model's) with its probability, to 1e-3."""
+    import numpy as np
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("torch is not importable\n")
+    predicted = prediction_lines(result.stdout)
+    assert [name for _, name, _ in predicted] == [
+        classes[i] for i in probabilities.argmax(1)
+    ]
+    np.testing.assert_allclose(
+        [p for _, _, p in predicted], probabilities.max(1), atol=1e-3
+    )

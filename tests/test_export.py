@@ -16,17 +16,16 @@ from blossom_app.benchmarks import get_task
 from blossom_app.common.model import MultimodalModel, build_model
 from blossom_app.data import Split
 from blossom_app.onnx.export import (
-    INT8_FILE,
     MAX_IR_VERSION,
     PARITY_TOLERANCE,
     PROBE_WINDOWS,
-    WEIGHTS_FILE,
     ExportReport,
     export_personalized,
-    load_weights,
     reexport,
 )
 from blossom_app.onnx.model_card import CARD_FILE, ONNX_FILE, ModelCard, build_card
+from blossom_app.onnx.quantize import INT8_FILE
+from blossom_app.onnx.weights import WEIGHTS_FILE, load_weights
 
 TASK = get_task("watch")
 CASES = [

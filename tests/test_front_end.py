@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from cards import card_for
-from runner_helpers import prediction_lines, run_without_torch
+from runner_helpers import assert_predicts_without_torch, run_without_torch
 
 from blossom_app.benchmarks import ModalitySpec
 from blossom_app.benchmarks.audio import FRONT_END_TOLERANCE_DB, LogMel, LogMelFrontEnd
@@ -21,13 +21,9 @@ from blossom_app.benchmarks.image import FRONT_END_TOLERANCE, ImagePixels
 from blossom_app.common.model import build_model
 from blossom_app.common.training import TrainingSettings, train
 from blossom_app.data import Split
-from blossom_app.onnx.export import (
-    INT8_FILE,
-    MODEL_SCOPE,
-    ExportError,
-    export_personalized,
-)
+from blossom_app.onnx.export import ExportError, export_personalized
 from blossom_app.onnx.model_card import CARD_FILE, ModelCard
+from blossom_app.onnx.quantize import INT8_FILE, MODEL_SCOPE
 
 LOG_MELS = {
     "raw plug-in (image, padded frames)": LogMel(
@@ -170,15 +166,7 @@ def test_model_runs_on_recordings_without_torch_as_torch_predicts(
         "--runs=2",
     )
 
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("torch is not importable\n")
-    predicted = prediction_lines(result.stdout)
-    assert [name for _, name, _ in predicted] == [
-        classes[i] for i in probabilities.argmax(1)
-    ]
-    np.testing.assert_allclose(
-        [p for _, _, p in predicted], probabilities.max(1), atol=1e-3
-    )
+    assert_predicts_without_torch(result, classes, probabilities)
     assert np.mean(probabilities.argmax(1) == labels) > 0.9  # it learned
 
 

@@ -12,7 +12,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from runner_helpers import prediction_lines, run_without_torch
+from runner_helpers import assert_predicts_without_torch, run_without_torch
 
 from blossom_app.common.model import build_model
 from blossom_app.reporting.csv_files import read_rows
@@ -83,15 +83,7 @@ def assert_runs_without_torch_as_torch_predicts(model_dir: Path, tmp_path: Path)
         str(model_dir), f"--input=audio={tmp_path / 'audio.npy'}"
     )
 
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("torch is not importable\n")
-    predicted = prediction_lines(result.stdout)
-    assert [name for _, name, _ in predicted] == [
-        TASK.class_names[i] for i in probabilities.argmax(1)
-    ]
-    np.testing.assert_allclose(
-        [p for _, _, p in predicted], probabilities.max(1), atol=1e-3
-    )
+    assert_predicts_without_torch(result, TASK.class_names, probabilities)
 
 
 @pytest.mark.timeout(600)

@@ -9,9 +9,9 @@
   ``logits`` (``batch x classes``), a dynamic batch axis, opset 17 and IR version
   <= 9 so that onnxruntime 1.16 (JetPack 5) loads it as well as current releases;
 - ``model.json``: the model card (``blossom_app.onnx.model_card``);
-- ``model.pt``: the torch weights and what rebuilds the model (``load_weights``);
+- ``model.pt``: the torch weights and what rebuilds the model (``weights.py``);
 - ``model.int8.onnx`` when asked: the same model with 8-bit weights in its
-  Conv/MatMul/Gemm ops (``QUANTIZE_OPS``; the GRU and the front ends stay float);
+  Conv/MatMul/Gemm ops (``quantize.py``; the GRU and the front ends stay float);
 
 and returns an ``ExportReport`` of metadata only (never arrays: the files hold
 private blocks and stay on the node).
@@ -29,7 +29,6 @@ names it, and the parity check stops a wrong export from being written.
 import copy
 import hashlib
 import io
-import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -39,41 +38,31 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
-from blossom_app.atomic_files import atomic_open, atomic_path
-from blossom_app.benchmarks import Task, get_task
+from blossom_app.atomic_files import atomic_open
+from blossom_app.benchmarks import Task
 from blossom_app.benchmarks.front_end import FrontEnd
-from blossom_app.common.model import MultimodalModel, build_model
+from blossom_app.common.model import MultimodalModel
 from blossom_app.data import Split
 from blossom_app.onnx.model_card import BATCH_AXIS, CARD_FILE, OUTPUT_NAME, ModelCard
+from blossom_app.onnx.quantize import INT8_FILE, quantize_int8
 from blossom_app.onnx.runtime import (
     onnx_session,
     ort_latency_ms,
     ort_logits,
     torch_latency_ms,
 )
+from blossom_app.onnx.weights import WEIGHTS_FILE, load_weights, save_weights
 
 OPSET = 17
 MAX_IR_VERSION = 9
-INT8_FILE = "model.int8.onnx"
-WEIGHTS_FILE = "model.pt"
-WEIGHTS_FORMAT = 2  # 2: the state dict holds the input normalizers
 #: Test windows compared between onnxruntime and torch eager.
 PARITY_WINDOWS = 64
 #: Largest acceptable |logit difference| between the ONNX file and torch eager.
 PARITY_TOLERANCE = 1e-4
 #: Windows of the deterministic random batch ``reexport`` checks parity on.
 PROBE_WINDOWS = 8
-#: The exported graph's nodes of the model itself are named ``/model/...``
-#: (``PositionalInputs.model``); the others are its front ends.
-MODEL_SCOPE = "/model/"
-#: Op types dynamic quantization rewrites, with uint8 weights: onnxruntime 1.16
-#: has no ConvInteger kernel for int8 weights, and uint8 also avoids the u8s8
-#: saturation of x86 AVX2. The GRU has no dynamic quantizer: it keeps float
-#: weights (about half of a HAR model's bytes).
-QUANTIZE_OPS = ("Conv", "MatMul", "Gemm")
 
 
 class ExportError(RuntimeError):
@@ -233,41 +222,6 @@ def probe_inputs(card: ModelCard) -> dict[str, np.ndarray]:
     }
 
 
-def save_weights(model: MultimodalModel, card: ModelCard, path: Path) -> None:
-    """Write ``model.pt``: task, modalities, fusion, card and state dict.
-
-    Plain types and tensors only, so ``torch.load(path, weights_only=True)``
-    reads it.
-    """
-    saved = {
-        "format": WEIGHTS_FORMAT,
-        "task": card.dataset,
-        "modalities": list(model.modalities),
-        "fusion": card.fusion,
-        "card": card.to_json(),
-        "state_dict": {
-            key: value.detach().cpu() for key, value in model.state_dict().items()
-        },
-    }
-    with atomic_open(path) as handle:
-        torch.save(saved, handle)
-
-
-def load_weights(path: Path) -> tuple[MultimodalModel, ModelCard, Task]:
-    """Rebuild the model (eval mode, CPU), its card and task from a ``model.pt``."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(
-            f"{path} has model.pt format {saved.get('format')!r}; this version of "
-            f"blossom-app reads format {WEIGHTS_FORMAT}. Export it again with the "
-            "version that trained it."
-        )
-    task = get_task(saved["task"])
-    model = build_model(task, tuple(saved["modalities"]), saved["fusion"], seed=0)
-    model.load_state_dict(saved["state_dict"])
-    return model.eval(), ModelCard.from_json(saved["card"]), task
-
-
 def _export(
     model: MultimodalModel,
     card: ModelCard,
@@ -384,35 +338,6 @@ def _parity_inputs(
         parity[name] = raw
         worst = max(error, worst or 0.0)
     return parity, worst
-
-
-def quantize_int8(source: Path, target: Path) -> None:
-    """Dynamic 8-bit quantization of ``QUANTIZE_OPS`` (weights stored as uint8,
-    activations quantized at run time) outside the front ends; the rest keeps
-    float weights. ``target`` is written atomically."""
-    root = logging.getLogger()
-    root.addFilter(_without_preprocessing_hint)
-    model = onnx.load(source)
-    front_end_nodes = [
-        node.name for node in model.graph.node if not node.name.startswith(MODEL_SCOPE)
-    ]
-    try:
-        with atomic_path(target) as scratch:
-            quantize_dynamic(
-                source,
-                scratch,
-                op_types_to_quantize=list(QUANTIZE_OPS),
-                nodes_to_exclude=front_end_nodes,
-                weight_type=QuantType.QUInt8,
-            )
-    finally:
-        root.removeFilter(_without_preprocessing_hint)
-
-
-def _without_preprocessing_hint(record: logging.LogRecord) -> bool:
-    """Drop the quantizer's advice to pre-process first: measured on the watch
-    model, pre-processing changed neither the size nor the accuracy."""
-    return not record.getMessage().startswith("Please consider to run pre-processing")
 
 
 def _accuracy(

@@ -41,12 +41,12 @@ def _ask(
     ]
     missing = sorted(set(node_ids) - {r.metadata.src_node_id for r in replies})
     failures += [f"node {node_id}: no reply in {timeout} s" for node_id in missing]
-    answers = [reply for reply in replies if not reply.has_error()]
-    problems: dict[str, list[int]] = {}
-    for reply in answers:
-        if (problem := setup_problem(reply)) is not None:
+    profiles, problems = [], {}
+    for reply in (reply for reply in replies if not reply.has_error()):
+        if (problem := setup_problem(reply)) is None:
+            profiles.append(NodeProfile.from_reply(reply))
+        else:
             problems.setdefault(problem, []).append(reply.metadata.src_node_id)
-    profiles = [NodeProfile.from_reply(r) for r in answers if not setup_problem(r)]
     return profiles, failures, problems
 
 

@@ -15,12 +15,12 @@ built-in embedded one has ``ROWS`` rows and goes through the same loading,
 splitting, partitioning and caching as every dataset.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from blossom_app.benchmarks.har import har_encoder
-from blossom_app.benchmarks.task import ModalitySpec, Task
+from blossom_app.benchmarks.watch import WATCH
 from blossom_app.benchmarks.watch.embedded import CLASS_NAMES, WINDOW
 
 #: Windows per subject, and rows of the embedded dataset: 1,000 subjects.
@@ -64,19 +64,9 @@ def build_synthetic(out_dir: Path) -> None:
     synthetic_dataset().save_to_disk(str(out_dir))
 
 
-SYNTHETIC = Task(
+SYNTHETIC = replace(
+    WATCH,  # its modalities, classes, encoder and sizes
     name="synthetic",
-    modalities=(
-        ModalitySpec("acc", (WINDOW, 3)),
-        ModalitySpec("gyro", (WINDOW, 3)),
-    ),
-    class_names=CLASS_NAMES,
-    encoder=har_encoder,
-    embed_dim=128,
-    fusion_dim=256,
-    head_hidden=64,
-    source="embedded",
-    group_column="subject",
     build_embedded=build_synthetic,
     overlapping_windows=True,  # split each subject in order: see the module doc
 )

@@ -3,6 +3,7 @@
 import tomllib
 from functools import cache, partial
 from pathlib import Path
+from uuid import uuid4
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
@@ -14,6 +15,7 @@ from blossom_app.common.policies import make_policy
 from blossom_app.common.profile import NodeProfile
 from blossom_app.common.protocol import EXPERIMENT
 from blossom_app.server.fleet import Fleet
+from blossom_app.server.message_flow import stream
 from blossom_app.server.server_optimizers import ServerOptimizer
 from blossom_app.server.server_state import ServerState
 from blossom_app.server.strategy import BlockwiseStrategy
@@ -101,14 +103,30 @@ def reply(to: Message, content: RecordDict) -> Message:
 
 class LocalGrid:
     """A Grid whose nodes are ``nodes`` (node id -> Context, default: a fresh
-    context per node of NODES); messages are answered in-process by the real
-    ClientApp."""
+    context per node of NODES); each message is answered in-process by the
+    real ClientApp when it is pushed (``answer``), and its reply waits to be
+    pulled."""
 
     def __init__(self, nodes: dict[int, Context] | None = None) -> None:
         self.nodes = contexts() if nodes is None else nodes
+        self.waiting: dict[str, Message] = {}  # message id -> its reply
 
     def get_node_ids(self) -> list[int]:
         return list(self.nodes)
 
-    def send_and_receive(self, messages, timeout=None) -> list[Message]:
-        return [client_app(m, self.nodes[m.metadata.dst_node_id]) for m in messages]
+    def answer(self, message: Message) -> Message:
+        return client_app(message, self.nodes[message.metadata.dst_node_id])
+
+    def push_messages(self, messages) -> list[str]:
+        for message in messages:
+            message.metadata.__dict__["_message_id"] = uuid4().hex
+            self.waiting[message.metadata.message_id] = self.answer(message)
+        return [message.metadata.message_id for message in messages]
+
+    def pull_messages(self, message_ids) -> list[Message]:
+        """The replies to ``message_ids`` in, in the order of their messages."""
+        wanted = set(message_ids)
+        return [self.waiting.pop(i) for i in list(self.waiting) if i in wanted]
+
+    def send_and_receive(self, messages, timeout=60.0) -> list[Message]:
+        return list(stream(self, messages, timeout))

@@ -110,15 +110,20 @@ def test_an_export_reply_carrying_arrays_is_rejected(tmp_path):
     server, nodes, arrays = trained("private-head")
 
     class LeakyGrid(LocalGrid):
-        def send_and_receive(self, messages, timeout=None):
-            answers = super().send_and_receive(messages, timeout)
+        leaked = False
+
+        def answer(self, message):
+            answer = super().answer(message)
+            if self.leaked:
+                return answer
+            self.leaked = True
             leaked = RecordDict(
                 {
-                    EXPORT_RECORD: answers[0].content.config_records[EXPORT_RECORD],
+                    EXPORT_RECORD: answer.content.config_records[EXPORT_RECORD],
                     "arrays": ArrayRecord({"head.0.bias": Array(np.zeros(64, "f4"))}),
                 }
             )
-            return [reply(messages[0], leaked), *answers[1:]]
+            return reply(message, leaked)
 
     export_models(
         LeakyGrid(nodes), server, arrays, round_config(), tmp_path / "models",

@@ -15,6 +15,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays."""
+        return self.labels.nbytes + sum(a.nbytes for a in self.inputs.values())
+
 
 @dataclass
 class ClientData:
@@ -25,3 +30,9 @@ class ClientData:
     train: Split
     test: Split
     validation: Split | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays."""
+        splits = (self.train, self.test, self.validation)
+        return sum(split.nbytes for split in splits if split is not None)

@@ -48,23 +48,52 @@ def check_update(
             raise InvalidUpdate(f"key {key!r} has non-finite values")
 
 
+class BlockwiseMean:
+    """The weighted mean of every key over exactly the updates that carry it,
+    with updates added one at a time (``add``) and none of them kept.
+
+    Each key keeps a float64 running sum and its total weight: adding the same
+    updates in the same order gives the same bits, however many there are.
+    A key no update carries keeps its ``current`` value; integer arrays
+    (counters such as BatchNorm's ``num_batches_tracked``) are not averaged
+    and keep their current value.
+    """
+
+    def __init__(self, current: Arrays) -> None:
+        self.current = current
+        self._sums: dict[str, NDArray[np.float64]] = {}
+        self._weights: dict[str, float] = {}
+
+    def add(self, update: Arrays, weight: float) -> None:
+        """Add ``update`` with ``weight`` (the client's number of training
+        examples) to the mean of each key it carries."""
+        for key, array in update.items():
+            if not np.issubdtype(self.current[key].dtype, np.floating):
+                continue
+            weighted = array.astype(np.float64) * weight
+            if key in self._sums:
+                self._sums[key] += weighted
+            else:
+                self._sums[key] = weighted
+            self._weights[key] = self._weights.get(key, 0.0) + weight
+
+    def result(self) -> dict[str, NDArray]:
+        """Every key of ``current``: its mean where updates carried it."""
+        result: dict[str, NDArray] = {}
+        for key, value in self.current.items():
+            total = self._weights.get(key, 0.0)
+            if total <= 0:
+                result[key] = value
+            else:
+                result[key] = (self._sums[key] / total).astype(value.dtype)
+        return result
+
+
 def aggregate_by_key(
     current: Arrays, updates: Sequence[tuple[Arrays, float]]
 ) -> dict[str, NDArray]:
-    """Average every key over exactly the updates that carry it.
-
-    ``updates`` are ``(arrays, weight)`` pairs, the weight being the client's
-    number of training examples. A key no update carries keeps its current
-    value; integer arrays (counters such as BatchNorm's ``num_batches_tracked``)
-    are not averaged and keep their current value.
-    """
-    result: dict[str, NDArray] = {}
-    for key, value in current.items():
-        holders = [(arrays[key], weight) for arrays, weight in updates if key in arrays]
-        total = sum(weight for _, weight in holders)
-        if not holders or total <= 0 or not np.issubdtype(value.dtype, np.floating):
-            result[key] = value
-            continue
-        mean = sum(array.astype(np.float64) * weight for array, weight in holders)
-        result[key] = (mean / total).astype(value.dtype)
-    return result
+    """``BlockwiseMean`` of ``updates``, ``(arrays, weight)`` pairs, in their order."""
+    mean = BlockwiseMean(current)
+    for arrays, weight in updates:
+        mean.add(arrays, weight)
+    return mean.result()

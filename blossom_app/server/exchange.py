@@ -4,11 +4,15 @@ what comes back.
 Used by the strategy's hooks (train, evaluate) and after a run (export). Every
 message carries only the shared parameters the node's model has; every phase
 remembers what it sent, so replies are screened against it and a node that
-does not answer is recorded, with the phase's round-trip time.
+does not answer is recorded, with the phase's round-trip time. Messages go out
+in partition order and usable replies are handed on in that order, each as
+soon as those before it are in (``message_flow.stream`` delivers them one at a
+time), so sums over replies repeat exactly whatever order nodes answer in, and
+only replies that arrive ahead of their turn are held.
 """
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
@@ -18,7 +22,7 @@ from blossom_app.common.blocks import Policy
 from blossom_app.common.transport import encode
 from blossom_app.reporting.run_record import RunRecord
 from blossom_app.server.fleet import Fleet
-from blossom_app.server.replies import Accepted, screen
+from blossom_app.server.replies import NO_REPLY, Accepted, screen
 
 
 def phase_of(message_type: str) -> str:
@@ -32,7 +36,7 @@ class Dispatch:
     """What one phase of one round sent: the keys per node, and when."""
 
     server_round: int
-    sent: dict[int, set[str]]
+    sent: dict[int, set[str]]  # in partition order
     started: float
     messages: list[Message]
 
@@ -83,13 +87,15 @@ class Exchange:
         node_ids: Iterable[int],
         transport: str | None = None,
     ) -> list[Message]:
-        """One message per node with only the shared blocks it holds, as they
-        travel under ``transport`` (default: the exchange's)."""
+        """One message per node, in partition order, with only the shared
+        blocks it holds, as they travel under ``transport`` (default: the
+        exchange's)."""
         phase = phase_of(message_type)
         config["server-round"] = server_round
         wire = encode(arrays, transport or self.transport)
         messages, sent = [], {}
-        for node_id in node_ids:
+        profiles = self.record.profiles
+        for node_id in sorted(node_ids, key=lambda n: profiles[n].partition_id):
             record = self.shared_for(node_id, wire)
             sent[node_id] = set(record.keys())
             self.record.traffic(server_round, node_id, phase, "down", record)
@@ -101,6 +107,14 @@ class Exchange:
         )
         return messages
 
+    def sent(self, message_type: str, server_round: int) -> dict[int, set[str]]:
+        """The keys ``message_type`` sent each node in ``server_round`` ({} if
+        it sent nothing there)."""
+        dispatch = self._dispatched.get(phase_of(message_type))
+        if dispatch is None or dispatch.server_round != server_round:
+            return {}
+        return dispatch.sent
+
     def receive(
         self,
         message_type: str,
@@ -108,16 +122,16 @@ class Exchange:
         replies: Iterable[Message],
         weight_key: str | None,
         required: Collection[str],
-    ) -> tuple[dict[int, set[str]], list[Accepted]]:
-        """What ``phase`` sent in ``server_round`` (``{}`` if nothing) and the
-        usable replies, in partition order. Records the round trip's seconds
-        and every rejection, including each node that did not answer."""
+    ) -> Iterator[Accepted]:
+        """The usable replies to what ``message_type`` sent in ``server_round``
+        (none if it sent nothing there), in partition order, each as soon as
+        the replies of the nodes before it are in. Records every rejection,
+        including each node that did not answer, and, once ``replies`` are
+        exhausted, the round trip's seconds."""
         phase = phase_of(message_type)
         dispatch = self._dispatched.get(phase)
         if dispatch is None or dispatch.server_round != server_round:
-            return {}, []
-        elapsed = time.perf_counter() - dispatch.started
-        self.record.timing[server_round][phase] = elapsed
+            return
         # the node a reply answers for is the destination of the message it
         # replies to (ids exist once the Grid pushed them): an error the
         # SuperLink makes up for an unavailable node comes from the SuperLink
@@ -126,18 +140,27 @@ class Exchange:
             for m in dispatch.messages
             if m.metadata.message_id
         }
-
-        def node_of(reply: Message) -> int:
+        order = list(dispatch.sent)
+        turn = 0  # order[turn] is the next node to hand on
+        arrived: dict[int, Accepted | None] = {}  # None: rejected
+        for reply in replies:
             answered = reply.metadata.reply_to_message_id
-            return destination.get(answered, reply.metadata.src_node_id)
-
-        accepted, rejected = screen(
-            replies, dispatch.sent, weight_key, required, node_of
-        )
-        for node_id, reason in rejected:
-            self.record.reject(server_round, phase, node_id, reason)
-        # in partition order, not arrival order: sums (and so runs) repeat exactly
-        accepted.sort(
-            key=lambda answer: self.record.profiles[answer.node_id].partition_id
-        )
-        return dispatch.sent, accepted
+            node_id = destination.get(answered, reply.metadata.src_node_id)
+            verdict = screen(reply, weight_key, required, node_id)
+            if node_id not in dispatch.sent:
+                verdict = f"a reply to a {phase} message it was not sent"
+            if isinstance(verdict, str):
+                self.record.reject(server_round, phase, node_id, verdict)
+                verdict = None
+            arrived[node_id] = verdict
+            while turn < len(order) and order[turn] in arrived:
+                if (answer := arrived.pop(order[turn])) is not None:
+                    yield answer
+                turn += 1
+        elapsed = time.perf_counter() - dispatch.started
+        self.record.timing[server_round][phase] = elapsed
+        for node_id in order[turn:]:
+            if node_id not in arrived:
+                self.record.reject(server_round, phase, node_id, NO_REPLY)
+            elif (answer := arrived.pop(node_id)) is not None:
+                yield answer

@@ -17,6 +17,7 @@ from flwr.supercore import log
 
 from blossom_app.common.metrics import column
 from blossom_app.common.protocol import EXPORT, EXPORT_RECORD, STATUS, WRITTEN
+from blossom_app.server.message_flow import stream
 from blossom_app.server.strategy import BlockwiseStrategy
 
 
@@ -43,10 +44,9 @@ def export_models(
     messages = strategy.exchange.send(
         EXPORT, server_round, arrays, config, nodes, transport="fp32"
     )
-    replies = grid.send_and_receive(messages, timeout=timeout)
-    _, accepted = strategy.exchange.receive(EXPORT, server_round, replies, None, ())
+    replies = stream(grid, messages, timeout)
     record = strategy.record
-    for answer in accepted:
+    for answer in strategy.exchange.receive(EXPORT, server_round, replies, None, ()):
         content = answer.reply.content
         if EXPORT_RECORD not in content.config_records or content.array_records:
             reason = "export reply must carry a report and no arrays"

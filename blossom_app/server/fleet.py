@@ -18,6 +18,7 @@ from blossom_app.common.modality_mix import ModalityMix
 from blossom_app.common.profile import NodeProfile, describe, setup_problem
 from blossom_app.common.protocol import PROFILE
 from blossom_app.errors import ConfigError
+from blossom_app.server.message_flow import stream
 
 
 class DiscoveryError(RuntimeError):
@@ -33,7 +34,7 @@ def _ask(
         Message(RecordDict(), dst_node_id=node_id, message_type=PROFILE)
         for node_id in node_ids
     ]
-    replies = list(grid.send_and_receive(queries, timeout=timeout))
+    replies = list(stream(grid, queries, timeout))
     failures = [
         f"node {reply.metadata.src_node_id}: {reply.error.reason}"
         for reply in replies

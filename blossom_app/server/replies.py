@@ -1,11 +1,10 @@
 """Screening a round's replies against what the server sent.
 
-Pure: given the nodes a phase was sent to and the replies that came back,
-say which replies are usable and why each other node is not. Nothing is
-recorded here; the strategy records the verdicts.
+Pure: say whether a reply is usable and, if not, why. Nothing is recorded
+here; the exchange records the verdicts.
 """
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from flwr.app import Message, MetricRecord
@@ -38,36 +37,19 @@ def problem(
 
 
 def screen(
-    replies: Iterable[Message],
-    sent_to: Collection[int],
-    weight_key: str | None,
-    required: Collection[str],
-    node_of: Callable[[Message], int] = lambda reply: reply.metadata.src_node_id,
-) -> tuple[list[Accepted], list[tuple[int, str]]]:
-    """Split replies into usable ones and ``(node_id, reason)`` rejections.
+    reply: Message, weight_key: str | None, required: Collection[str], node_id: int
+) -> Accepted | str:
+    """``reply`` as an ``Accepted`` answer from ``node_id``, or why it is unusable.
 
     A reply is usable when it is no error, its ``metrics`` hold every
     ``required`` key and, unless ``weight_key`` is None, a positive integer
-    ``weight_key`` (the reply's weight; 0 without one). Every node in
-    ``sent_to`` that did not reply is rejected with ``NO_REPLY``. ``node_of``
-    says which node a reply answers for (an error the SuperLink makes up for
-    an unavailable node comes from the SuperLink, not from that node).
+    ``weight_key`` (the reply's weight; 0 without one).
     """
-    accepted: list[Accepted] = []
-    rejected: list[tuple[int, str]] = []
-    answered: set[int] = set()
-    for reply in replies:
-        node_id = node_of(reply)
-        answered.add(node_id)
-        if reply.has_error():
-            rejected.append((node_id, reply.error.reason))
-            continue
-        metrics = reply.content.metric_records.get("metrics", MetricRecord())
-        reason = problem(metrics, weight_key, required)
-        if reason:
-            rejected.append((node_id, reason))
-        else:
-            weight = metrics[weight_key] if weight_key else 0
-            accepted.append(Accepted(node_id, reply, metrics, weight))
-    rejected += [(node_id, NO_REPLY) for node_id in sorted(set(sent_to) - answered)]
-    return accepted, rejected
+    if reply.has_error():
+        return reply.error.reason
+    metrics = reply.content.metric_records.get("metrics", MetricRecord())
+    reason = problem(metrics, weight_key, required)
+    if reason:
+        return reason
+    weight = metrics[weight_key] if weight_key else 0
+    return Accepted(node_id, reply, metrics, weight)

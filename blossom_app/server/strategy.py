@@ -31,9 +31,10 @@ from blossom_app.common.blocks import Policy
 from blossom_app.common.profile import describe
 from blossom_app.common.protocol import EVALUATE_FIRST, EVALUATION, PERSONALIZATION
 from blossom_app.common.transport import wire_dtype
-from blossom_app.server.aggregation import InvalidUpdate, aggregate_by_key, check_update
+from blossom_app.server.aggregation import BlockwiseMean, InvalidUpdate, check_update
 from blossom_app.server.exchange import Exchange
 from blossom_app.server.fleet import Fleet
+from blossom_app.server.message_flow import stream
 from blossom_app.server.server_state import ServerState
 
 
@@ -134,7 +135,7 @@ class BlockwiseStrategy(FedAvg):
             messages = self.configure_train(
                 server_round, self.state.arrays, config, grid
             )
-            replies = grid.send_and_receive(messages, timeout=timeout)
+            replies = stream(grid, messages, timeout)
             arrays, metrics = self.aggregate_train(server_round, replies)
             if arrays is not None:
                 self.state.arrays = arrays
@@ -142,7 +143,7 @@ class BlockwiseStrategy(FedAvg):
             messages = self.configure_evaluate(
                 server_round, self.state.arrays, config, grid
             )
-            replies = grid.send_and_receive(messages, timeout=timeout)
+            replies = stream(grid, messages, timeout)
             metrics = self.aggregate_evaluate(server_round, replies)
             if metrics is not None:
                 log(INFO, "\t└──> Evaluation of round %d: %s", server_round, metrics)
@@ -198,21 +199,39 @@ class BlockwiseStrategy(FedAvg):
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, Metrics | None]:
+        """Fold each usable reply into the block-wise mean as it comes (in
+        partition order), then step the server optimizer; the replies also
+        carry the trained nodes' evaluation of the previous round."""
         phase = MessageType.TRAIN
-        sent, accepted = self.exchange.receive(
-            phase, server_round, replies, m.TRAIN_EXAMPLES, (m.TRAIN_LOSS,)
-        )
-        start = time.perf_counter()
+        sent = self.exchange.sent(phase, server_round)
         current = {key: array.numpy() for key, array in self.state.arrays.items()}
         private = set(self.policy.private_keys(current))
         wire = {
             key: wire_dtype(value.dtype, self.transport)
             for key, value in current.items()
         }
-        updates, losses = [], []
-        for answer in accepted:
-            node_id, metrics = answer.node_id, answer.metrics
-            record = answer.reply.content.array_records.get("arrays", ArrayRecord())
+        mean, trained, losses = BlockwiseMean(current), set(), []
+        previous = server_round - 1
+        evaluated = self._evaluated(previous)
+        busy = 0.0  # seconds spent on replies, not waiting for them
+        answers = self.exchange.receive(
+            phase, server_round, replies, m.TRAIN_EXAMPLES, (m.TRAIN_LOSS,)
+        )
+        for answer in answers:
+            start = time.perf_counter()
+            node_id, metrics, content = (
+                answer.node_id,
+                answer.metrics,
+                answer.reply.content,
+            )
+            if evaluated:
+                self.evaluations.collect(
+                    previous,
+                    node_id,
+                    content.metric_records.get(EVALUATION),
+                    content.config_records.get(PERSONALIZATION),
+                )
+            record = content.array_records.get("arrays", ArrayRecord())
             self.record.traffic(server_round, node_id, phase, "up", record)
             update = {key: array.numpy() for key, array in record.items()}
             try:
@@ -220,39 +239,32 @@ class BlockwiseStrategy(FedAvg):
             except InvalidUpdate as error:
                 self.record.reject(server_round, phase, node_id, str(error))
                 continue
-            updates.append((update, float(answer.weight)))
+            mean.add(update, float(answer.weight))
+            trained.update(update)
             losses.append((float(metrics[m.TRAIN_LOSS]), answer.weight))
             row = {m.column(m.TRAIN_EXAMPLES): answer.weight}
             for key in (m.TRAIN_LOSS, m.TRAIN_SECONDS):
                 row[m.column(key)] = float(metrics.get(key, math.nan))
             row = self.record.client_row(server_round, node_id, **row)
             self.record.train.append(row)
+            busy += time.perf_counter() - start
+        start = time.perf_counter()
         result = None, None
-        if updates:
-            merged = aggregate_by_key(current, updates)
-            trained = {key for update, _ in updates for key in update}
+        if losses:
             # what the nodes started from: the global as its message carried it
             received = {key: current[key].astype(wire[key]) for key in trained}
-            merged = self.optimizer.step(current, merged, trained, received)
+            merged = self.optimizer.step(current, mean.result(), trained, received)
             arrays = ArrayRecord({k: Array(v) for k, v in merged.items()})
             summary = {
                 m.TRAIN_LOSS: m.weighted_mean(losses),
                 m.TRAIN_EXAMPLES: sum(weight for _, weight in losses),
-                m.TRAIN_CLIENTS: len(updates),
+                m.TRAIN_CLIENTS: len(losses),
             }
             self.record.aggregated[server_round].update(summary)
             result = arrays, Metrics(summary)
-        self.record.timing[server_round]["aggregate"] = time.perf_counter() - start
-        previous = server_round - 1
-        if self._evaluated(previous):
-            for answer in accepted:
-                content = answer.reply.content
-                self.evaluations.collect(
-                    previous,
-                    answer.node_id,
-                    content.metric_records.get(EVALUATION),
-                    content.config_records.get(PERSONALIZATION),
-                )
+        busy += time.perf_counter() - start
+        self.record.timing[server_round]["aggregate"] = busy
+        if evaluated:
             summary = self.evaluations.summarize(previous)
             if summary is not None:
                 log(INFO, "\t└──> Evaluation of round %d: %s", previous, summary)
@@ -261,10 +273,9 @@ class BlockwiseStrategy(FedAvg):
     def aggregate_evaluate(
         self, server_round: int, replies: Iterable[Message]
     ) -> Metrics | None:
-        _, accepted = self.exchange.receive(
+        for answer in self.exchange.receive(
             MessageType.EVALUATE, server_round, replies, None, ()
-        )
-        for answer in accepted:
+        ):
             self.evaluations.collect(
                 server_round,
                 answer.node_id,

@@ -28,11 +28,13 @@ blocks goes how many local rounds they have trained.
 
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context
 
 from blossom_app.atomic_files import atomic_open
 from blossom_app.common.protocol import CHECKPOINT_ROUND, EXPERIMENT, NODE_STATE_DIR
@@ -46,9 +48,10 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass(frozen=True)
 class PrivateState:
-    """A client's private blocks and the local rounds they have trained in."""
+    """A client's private blocks (a state dict) and the local rounds they have
+    trained in."""
 
-    arrays: ArrayRecord
+    arrays: Mapping[str, torch.Tensor]
     rounds: int
 
 
@@ -95,13 +98,13 @@ class PrivateStore:
             ):
                 return None
             arrays = self.context.state.array_records[PRIVATE]
-            return PrivateState(arrays, int(meta["rounds"]))
+            return PrivateState(arrays.to_torch_state_dict(), int(meta["rounds"]))
         rounds = [r for r in self._saved_rounds() if r <= up_to]
         if not rounds:
             return None
         with np.load(self._file(max(rounds)), allow_pickle=False) as saved:
-            arrays = {k: Array(saved[k]) for k in saved.files if k != _ROUNDS}
-            return PrivateState(ArrayRecord(arrays), int(saved[_ROUNDS]))
+            arrays = {k: torch.from_numpy(saved[k]) for k in saved if k != _ROUNDS}
+            return PrivateState(arrays, int(saved[_ROUNDS]))
 
     def save(self, server_round: int, state: PrivateState) -> None:
         """Keep ``state`` as this client's state after ``server_round``."""
@@ -109,13 +112,13 @@ class PrivateStore:
             self._keep_in_memory(server_round, state)
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        arrays = {key: array.numpy() for key, array in state.arrays.items()}
+        arrays = {key: value.cpu().numpy() for key, value in state.arrays.items()}
         with atomic_open(self._file(server_round), "wb") as handle:
             np.savez(handle, **{_ROUNDS: np.int64(state.rounds)}, **arrays)
         self._prune()
 
     def _keep_in_memory(self, server_round: int, state: PrivateState) -> None:
-        self.context.state[PRIVATE] = state.arrays
+        self.context.state[PRIVATE] = ArrayRecord(dict(state.arrays))
         self.context.state[META] = ConfigRecord(
             {
                 "experiment": self.experiment,

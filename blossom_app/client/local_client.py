@@ -189,7 +189,7 @@ class LocalClient:
         if exp.normalize_inputs:  # kept statistics (below) are the same or win
             model.fit_normalization(self.data.train)
         state = model.state_dict()
-        own = {} if private is None else private.arrays.to_torch_state_dict()
+        own = {} if private is None else dict(private.arrays)
         state.update(own)
         state.update(shared.to_torch_state_dict())
         model.load_state_dict(state, strict=True)
@@ -265,9 +265,8 @@ class LocalClient:
         state = model.state_dict()
         exp = self.experiment
         kept = list(state) if exp.adaptive else exp.policy.private_keys(state)
-        record = ArrayRecord({k: state[k] for k in kept})
         rounds = 1 + (before.rounds if before else 0)
-        store.save(server_round, PrivateState(record, rounds))
+        store.save(server_round, PrivateState({k: state[k] for k in kept}, rounds))
 
     def shared_update(self, state: Mapping[str, torch.Tensor]) -> ArrayRecord:
         """The shared blocks of a model's ``state`` as they travel, checked to

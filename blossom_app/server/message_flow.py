@@ -30,7 +30,10 @@ from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 IN_FLIGHT_PER_CPU = 8
 # without a Ray cluster to ask (it starts with the first message): 2 CPUs' worth
 IN_FLIGHT_DEFAULT = 2 * IN_FLIGHT_PER_CPU
-FIRST_POLL, LAST_POLL = 0.02, 1.0  # seconds between pulls: doubled while idle
+# seconds between pulls while no reply comes, doubled each time from the first
+# to the last: in a simulation a pull is a look into a dict; a deployed
+# SuperLink answers it from its database, which its SuperNodes write to
+POLLS = {"simulation": (0.02, 1.0), "deployment": (0.2, 3.0)}
 
 
 def window_for(grid: Grid) -> int | None:
@@ -61,10 +64,13 @@ def stream(
     not yet pushed by then are not sent (a caller sees no reply from their
     nodes)."""
     window = window or window_for(grid)
+    first, last = POLLS[
+        "simulation" if isinstance(grid, InMemoryGrid) else "deployment"
+    ]
     queue = deque(messages)
     waiting: set[str] = set()
     end = time.monotonic() + timeout
-    poll = FIRST_POLL
+    poll = first
     while queue or waiting:
         room = len(queue) if window is None else window - len(waiting)
         if room > 0 and queue:
@@ -78,7 +84,7 @@ def stream(
         if left <= 0:
             return
         if replies:
-            poll = FIRST_POLL
+            poll = first
         elif waiting:
             time.sleep(min(poll, left))
-            poll = min(2 * poll, LAST_POLL)
+            poll = min(2 * poll, last)

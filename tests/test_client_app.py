@@ -17,6 +17,7 @@ from rounds import (
     train_round,
 )
 
+from blossom_app.client import local_client
 from blossom_app.client.client_app import app as client_app
 from blossom_app.client.client_state import PRIVATE, PrivateState, PrivateStore
 from blossom_app.client.local_client import LocalClient
@@ -179,3 +180,22 @@ def test_private_state_is_filed_per_experiment_run_and_round(tmp_path):
     assert not run_0.exists() and (tmp_path / "exp-a" / "run-1").is_dir()
     with pytest.raises(ValueError, match="experiment"):  # never a path outside
         store(experiment="../elsewhere")
+
+
+def test_a_process_keeps_client_set_ups_within_its_budget_of_data_bytes():
+    items = [
+        (tuple(sorted(c.run_config.items())), tuple(sorted(c.node_config.items())))
+        for c in contexts().values()
+    ]
+    roomy = local_client._Setups(budget=10**9)
+    kept = [roomy.get(*key) for key in items]
+    assert all(roomy.get(*key) is setup for key, setup in zip(items, kept, strict=True))
+
+    one = kept[0].data.nbytes
+    tight = local_client._Setups(budget=one)  # room for the first client only
+    first = tight.get(*items[0])
+    assert tight.get(*items[0]) is first
+    tight.get(*items[1])  # over the budget: the least recently served goes
+    again = tight.get(*items[0])
+    assert again is not first
+    assert again.data.nbytes == one  # set up again, the same data

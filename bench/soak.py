@@ -8,9 +8,10 @@ first node has trained round 1. A run of ``ROUNDS`` rounds of 1 local epoch on
 ``watch`` (IID, export off), mix acc / gyro / acc+gyro = 30/30/40 %. Reports:
 the run's wall seconds; the train phase's seconds per round (``timing.csv``:
 the SuperLink's round trip for every node); from which round the late nodes
-trained; and the peak RSS/USS of one process of each kind (SuperLink,
-ServerApp, SuperNode, ClientApp: ``harness.sample_tree``), from which the docs
-size a server for N devices.
+trained; the replies that never came (``rejections.csv``; the server waits
+``ROUND_TIMEOUT`` for them, then goes on without them); and the peak RSS/USS
+of one process of each kind (SuperLink, ServerApp, SuperNode, ClientApp:
+``harness.sample_tree``), from which the docs size a server for N devices.
 
 Usage: python bench/soak.py [--quick] [--nodes 20] [--late 2] [--out FILE]
 """
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import harness
@@ -29,11 +31,14 @@ sys.path.insert(0, str(harness.APP / "tests"))  # the secured federation the tes
 from federation import BackgroundRun, SecuredFederation, trained_rounds  # noqa: E402
 
 from blossom_app.reporting.csv_files import read_rows  # noqa: E402
-from blossom_app.reporting.layout import TIMING  # noqa: E402
+from blossom_app.reporting.layout import REJECTIONS, TIMING  # noqa: E402
 
 NAME = "soak"
 TITLE = "Soak (`bench/soak.py`)"
 NODES, LATE, ROUNDS = 20, 2, 3
+# how long the server waits for a phase's replies: a reply the SuperLink loses
+# costs its round this long
+ROUND_TIMEOUT = 300.0
 SETS = ("acc", "gyro", "acc+gyro")
 
 
@@ -66,6 +71,7 @@ def main() -> None:
         "local-epochs": 1,
         "evaluate-every": ROUNDS,
         "export-onnx": False,
+        "round-timeout": ROUND_TIMEOUT,
     }
     host = harness.machine()
     peaks, seen, sampling = {}, {}, threading.Event()
@@ -112,6 +118,14 @@ def main() -> None:
         }
     )
     seconds = [float(r["train_seconds"]) for r in timing]
+    lost = (
+        Counter(
+            f"round {r['round']} {r['phase']}: {r['reason']}"
+            for r in read_rows(experiment / "run_0" / REJECTIONS)
+        )
+        if (experiment / "run_0" / REJECTIONS).exists()
+        else Counter()
+    )
     memory = {kind: peak for kind, peak in peaks.items()}
     table = harness.markdown_table(
         ["what", "value"],
@@ -124,6 +138,10 @@ def main() -> None:
                 for i, value in enumerate(seconds)
             ),
             ["rounds the late nodes trained", ", ".join(map(str, late_rounds))],
+            [
+                "replies missing (rejections.csv)",
+                "; ".join(f"{k} ({n})" for k, n in sorted(lost.items())) or "none",
+            ],
             *(
                 [
                     f"{kind} process peak RSS / USS GB ({memory[kind].processes} seen)",
@@ -147,6 +165,7 @@ def main() -> None:
         "wall_seconds": wall,
         "train_seconds": seconds,
         "late_rounds": late_rounds,
+        "missing_replies": dict(lost),
         "memory": {kind: vars(peak) for kind, peak in memory.items()},
     }
     out = harness.report(args, TITLE, intro, table, host, data)

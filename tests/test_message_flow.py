@@ -124,3 +124,28 @@ def test_the_mean_is_the_same_bits_whatever_order_the_replies_arrive_in():
         rows = [row["partition_id"] for row in server.record.train]
         assert rows == [0, 1, 2]
     assert all(result == results[0] for result in results)
+
+
+def test_the_superlinks_error_for_a_node_names_that_node_when_streamed():
+    from flwr.server.superlink.linkstate.utils import (
+        create_message_error_unavailable_res_message,
+    )
+
+    class GyroGone(LocalGrid):
+        def answer(self, message):
+            if message.metadata.dst_node_id != GYRO:
+                return super().answer(message)
+            return create_message_error_unavailable_res_message(
+                message.metadata, "node_unavail"
+            )
+
+    server = strategy("full-model")
+    grid = GyroGone()
+    messages = server.configure_train(1, global_arrays(), round_config(), grid)
+    # ids are given as the messages are pushed, after the replies began to stream
+    _, metrics = server.aggregate_train(1, stream(grid, messages, 60, window=1))
+
+    [rejection] = server.record.rejections
+    assert rejection["node_id"] == GYRO and rejection["partition_id"] == 1
+    assert "heartbeat" in rejection["reason"]
+    assert metrics["train-clients"] == 2

@@ -133,21 +133,31 @@ class Exchange:
         if dispatch is None or dispatch.server_round != server_round:
             return
         # the node a reply answers for is the destination of the message it
-        # replies to (ids exist once the Grid pushed them): an error the
-        # SuperLink makes up for an unavailable node comes from the SuperLink
-        destination = {
-            m.metadata.message_id: m.metadata.dst_node_id
-            for m in dispatch.messages
-            if m.metadata.message_id
-        }
+        # replies to: an error the SuperLink makes up for an unavailable node
+        # comes from the SuperLink. Message ids exist once the Grid pushed
+        # them, in order, while the replies stream in: index them as they come
+        destination: dict[str, int] = {}
+        indexed = 0
+
+        def node_of(reply: Message) -> int:
+            nonlocal indexed
+            answered = reply.metadata.reply_to_message_id
+            messages = dispatch.messages
+            while answered not in destination and indexed < len(messages):
+                message = messages[indexed]
+                if not message.metadata.message_id:
+                    break  # not pushed yet
+                destination[message.metadata.message_id] = message.metadata.dst_node_id
+                indexed += 1
+            return destination.get(answered, reply.metadata.src_node_id)
+
         order = list(dispatch.sent)
         turn = 0  # order[turn] is the next node to hand on
         arrived: dict[int, Accepted | None] = {}  # None: rejected
         for reply in replies:
-            answered = reply.metadata.reply_to_message_id
-            node_id = destination.get(answered, reply.metadata.src_node_id)
+            node_id = node_of(reply)
             verdict = screen(reply, weight_key, required, node_id)
-            if node_id not in dispatch.sent:
+            if node_id not in dispatch.sent and not isinstance(verdict, str):
                 verdict = f"a reply to a {phase} message it was not sent"
             if isinstance(verdict, str):
                 self.record.reject(server_round, phase, node_id, verdict)

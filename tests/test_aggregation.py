@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from blossom_app.server.aggregation import InvalidUpdate, aggregate_by_key, check_update
+from blossom_app.server.aggregation import BlockwiseMean, InvalidUpdate, check_update
+
+
+def mean_of(current, updates):
+    """``BlockwiseMean`` of ``(arrays, weight)`` pairs added in their order."""
+    mean = BlockwiseMean(current)
+    for arrays, weight in updates:
+        mean.add(arrays, weight)
+    return mean.result()
 
 
 def test_each_key_is_averaged_over_exactly_its_holders():
@@ -25,7 +33,7 @@ def test_each_key_is_averaged_over_exactly_its_holders():
         "head.w": np.full(2, 5.0, np.float32),
     }
 
-    merged = aggregate_by_key(current, [(a, 1.0), (b, 2.0), (c, 3.0)])
+    merged = mean_of(current, [(a, 1.0), (b, 2.0), (c, 3.0)])
 
     # acc: holders a (w=1) and c (w=3) -> (1*1 + 3*3)/4 = 2.5, (2 + 18)/4 = 5
     np.testing.assert_allclose(merged["encoders.acc.w"], [2.5, 5.0])
@@ -38,7 +46,7 @@ def test_each_key_is_averaged_over_exactly_its_holders():
 
 def test_key_held_by_nobody_keeps_its_value():
     current = {"encoders.ecg.w": np.array([7.0, -1.0]), "head.w": np.zeros(1)}
-    merged = aggregate_by_key(current, [({"head.w": np.ones(1)}, 5.0)])
+    merged = mean_of(current, [({"head.w": np.ones(1)}, 5.0)])
     np.testing.assert_array_equal(merged["encoders.ecg.w"], [7.0, -1.0])
     np.testing.assert_array_equal(merged["head.w"], [1.0])
 
@@ -49,7 +57,7 @@ def test_integer_buffers_are_not_averaged():
         ({"fusion.bn.num_batches_tracked": np.array(3, np.int64)}, 1.0),
         ({"fusion.bn.num_batches_tracked": np.array(4, np.int64)}, 1.0),
     ]
-    merged = aggregate_by_key(current, updates)
+    merged = mean_of(current, updates)
     assert merged["fusion.bn.num_batches_tracked"] == 10
 
 

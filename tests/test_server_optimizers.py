@@ -22,10 +22,10 @@ from rounds import (
     strategy,
     train_round,
 )
+from test_aggregation import mean_of
 
 from blossom_app.common.config import SERVER_OPTIMIZERS
 from blossom_app.common.config import ServerOptimizerSettings as Settings
-from blossom_app.server.aggregation import aggregate_by_key
 from blossom_app.server.server_optimizers import DEFAULT_LEARNING_RATES, ServerOptimizer
 
 SHAPES = {"encoders.acc.w": (4, 3), "fusion.b": (5,), "head.w": (2, 2)}
@@ -89,7 +89,7 @@ def test_every_block_shared_matches_flowers_strategy(name):
             flower.current_arrays = dict(theirs_now)
         merged, _ = flower.aggregate_train(server_round, flower_replies(updates))
         theirs_now = {k: a.numpy() for k, a in merged.items()}
-        averaged = aggregate_by_key(
+        averaged = mean_of(
             ours_now, list(zip(updates, map(float, WEIGHTS), strict=True))
         )
         ours_now = ours.step(ours_now, averaged, trained=set(SHAPES))

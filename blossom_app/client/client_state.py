@@ -109,24 +109,21 @@ class PrivateStore:
     def save(self, server_round: int, state: PrivateState) -> None:
         """Keep ``state`` as this client's state after ``server_round``."""
         if self.path is None:
-            self._keep_in_memory(server_round, state)
+            self.context.state[PRIVATE] = ArrayRecord(dict(state.arrays))
+            self.context.state[META] = ConfigRecord(
+                {
+                    "experiment": self.experiment,
+                    "run-index": self.run_index,
+                    "round": server_round,
+                    "rounds": state.rounds,
+                }
+            )
             return
         self.path.mkdir(parents=True, exist_ok=True)
         arrays = {key: value.cpu().numpy() for key, value in state.arrays.items()}
         with atomic_open(self._file(server_round), "wb") as handle:
             np.savez(handle, **{_ROUNDS: np.int64(state.rounds)}, **arrays)
         self._prune()
-
-    def _keep_in_memory(self, server_round: int, state: PrivateState) -> None:
-        self.context.state[PRIVATE] = ArrayRecord(dict(state.arrays))
-        self.context.state[META] = ConfigRecord(
-            {
-                "experiment": self.experiment,
-                "run-index": self.run_index,
-                "round": server_round,
-                "rounds": state.rounds,
-            }
-        )
 
     def _file(self, server_round: int) -> Path:
         return self.path / f"round-{server_round}.npz"

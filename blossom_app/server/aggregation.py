@@ -1,6 +1,6 @@
 """Pure functions of block-wise aggregation: checking updates, averaging per key."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 from numpy.typing import NDArray
@@ -87,13 +87,3 @@ class BlockwiseMean:
             else:
                 result[key] = (self._sums[key] / total).astype(value.dtype)
         return result
-
-
-def aggregate_by_key(
-    current: Arrays, updates: Sequence[tuple[Arrays, float]]
-) -> dict[str, NDArray]:
-    """``BlockwiseMean`` of ``updates``, ``(arrays, weight)`` pairs, in their order."""
-    mean = BlockwiseMean(current)
-    for arrays, weight in updates:
-        mean.add(arrays, weight)
-    return mean.result()

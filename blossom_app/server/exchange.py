@@ -107,13 +107,18 @@ class Exchange:
         )
         return messages
 
+    def _dispatch(self, message_type: str, server_round: int) -> Dispatch | None:
+        """What ``message_type`` sent in ``server_round`` (None if nothing)."""
+        dispatch = self._dispatched.get(phase_of(message_type))
+        if dispatch is None or dispatch.server_round != server_round:
+            return None
+        return dispatch
+
     def sent(self, message_type: str, server_round: int) -> dict[int, set[str]]:
         """The keys ``message_type`` sent each node in ``server_round`` ({} if
         it sent nothing there)."""
-        dispatch = self._dispatched.get(phase_of(message_type))
-        if dispatch is None or dispatch.server_round != server_round:
-            return {}
-        return dispatch.sent
+        dispatch = self._dispatch(message_type, server_round)
+        return {} if dispatch is None else dispatch.sent
 
     def receive(
         self,
@@ -129,8 +134,8 @@ class Exchange:
         including each node that did not answer, and, once ``replies`` are
         exhausted, the round trip's seconds."""
         phase = phase_of(message_type)
-        dispatch = self._dispatched.get(phase)
-        if dispatch is None or dispatch.server_round != server_round:
+        dispatch = self._dispatch(message_type, server_round)
+        if dispatch is None:
             return
         # the node a reply answers for is the destination of the message it
         # replies to: an error the SuperLink makes up for an unavailable node

@@ -1,7 +1,7 @@
 """Server optimizers applied block-wise: FedAvgM, FedAdam, FedYogi, FedAdagrad
 (Reddi et al. 2021, "Adaptive Federated Optimization"), per parameter.
 
-Each round the averaged update of a parameter (``aggregation.aggregate_by_key``,
+Each round the averaged update of a parameter (``aggregation.BlockwiseMean``,
 over exactly the nodes that trained it) is turned into a pseudo-gradient and
 stepped with that parameter's own optimizer state. A parameter nobody trained
 this round keeps its value and its state, so an encoder held by few clients

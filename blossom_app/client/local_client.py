@@ -2,8 +2,9 @@
 
 The parsed config and the client's data depend only on the run config and the
 node config, so they are derived once per process and reused by every message
-(a simulation process serves many virtual nodes and rounds). What changes from
-message to message, the private blocks, lives in the ``Context``.
+(a simulation process serves many virtual nodes and rounds), within
+``SETUP_BYTES`` of data. What changes from message to message, the private
+blocks, lives in the client's ``PrivateStore`` (``client_state.py``).
 """
 
 import copy
@@ -110,7 +111,8 @@ def _initial_model(
 
 @dataclass(frozen=True)
 class LocalClient:
-    """A client's setup and its ``Context`` (whose state holds private blocks)."""
+    """A client's setup and its ``Context`` (whose state holds the private
+    blocks of a node with no disk for them)."""
 
     setup: ClientSetup
     context: Context

@@ -5,7 +5,7 @@ reset with a new run, survive a restart through state-dir, never leave."""
 import numpy as np
 import pytest
 import torch
-from flwr.app import ConfigRecord, Context, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
 from rounds import (
     NODES,
     RUN_CONFIG,
@@ -199,3 +199,27 @@ def test_a_process_keeps_client_set_ups_within_its_budget_of_data_bytes():
     again = tight.get(*items[0])
     assert again is not first
     assert again.data.nbytes == one  # set up again, the same data
+
+
+def test_clients_of_one_architecture_share_a_working_model_but_nothing_else():
+    """A process loads each message's weights into one model per architecture:
+    what one client trained must not show in another's personalized model."""
+    nodes = [
+        LocalClient.from_context(
+            Context(1, 200 + p, {"partition-id": p, "num-partitions": 3,
+                                 "modalities": "acc"}, RecordDict(), RUN_CONFIG)
+        )
+        for p in (0, 1)
+    ]  # fmt: skip
+    arrays = global_arrays()
+    shared = ArrayRecord({k: v for k, v in arrays.items() if "encoders.acc." in k})
+    first, second = nodes
+    state = second.personalized_model(0, shared).state_dict()
+    before = {key: value.clone() for key, value in state.items()}
+    model = first.personalized_model(0, shared)
+    first.train(model, 0, 1, shared)  # changes the weights, leaves gradients
+    again = second.personalized_model(0, shared)
+    assert again is model  # the same working model ...
+    for key, value in again.state_dict().items():  # ... with the second's weights
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+    assert all(p.grad is None for p in again.parameters())

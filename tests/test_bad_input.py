@@ -17,6 +17,7 @@ import blossom_app
 from blossom_app.client import local_client
 from blossom_app.client.local_client import LocalClient
 from blossom_app.common.modality_mix import parse_mix
+from blossom_app.common.training import TrainingSettings
 from blossom_app.data import DataSettings, load_client_data, load_task_dataset
 from blossom_app.errors import DataError
 from blossom_app.server.fleet import (
@@ -26,6 +27,7 @@ from blossom_app.server.fleet import (
     compatible,
     discover_nodes,
     leave_out_incompatible,
+    warn_if_few_steps,
 )
 
 ACC, GYRO, BOTH = NODES
@@ -131,6 +133,36 @@ def test_a_one_class_partition_is_warned_about_once_and_runs(
         "that class; use a larger dirichlet-alpha (now 0.1) for less skew."
     )
     assert client.profile().train_examples == len(client.data.train)  # runs on
+
+
+# --- clients too small for the recipe -----------------------------------------------
+
+
+def test_a_run_whose_clients_make_few_steps_says_so_and_what_to_set(
+    caplog: pytest.LogCaptureFixture,
+):
+    """Fewer windows than a batch make one step per epoch (issue 26: 15
+    windows, 3 epochs of batch 16, 60 rounds: 180 steps, accuracy 0.46)."""
+    acc, gyro, both = profiles().values()
+    fleet = {
+        p.node_id: replace(p, train_examples=n)
+        for p, n in ((acc, 15), (gyro, 40), (both, 400))
+    }
+    recipe = TrainingSettings(epochs=3, batch_size=16, num_rounds=60)
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        warn_if_few_steps(fleet, recipe)
+    [warning] = caplog.records
+    assert warning.getMessage() == (
+        "2 of 3 clients make fewer than 10 optimizer steps per round. The "
+        f"smallest, partition {acc.partition_id}, has 15 training windows: 3 local "
+        "epoch(s) of batch 16 make 3 step(s) per round, 180 in 60 rounds, too few "
+        'to learn from. Set a minimum (--run-config "min-local-steps=20") or more '
+        "local-epochs."
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="flwr"):  # what it says to set
+        warn_if_few_steps(fleet, replace(recipe, min_steps=20))
+    assert caplog.records == []
 
 
 # --- a node running another app version ------------------------------------------

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.metrics import macro_f1
 from blossom_app.common.training import TrainingSettings, cosine_lr, local_seed
+from blossom_app.errors import ConfigError
 
 
 def test_macro_f1_by_hand():
@@ -106,3 +108,28 @@ def test_gradient_clipping_bounds_each_step_and_both_optimizers_train(optimizer)
     else:  # AdamW's steps do not scale with the gradient: it learns
         first = run(0.0, epochs=1, batch=8)[1]
         assert run(0.0, epochs=6, batch=8)[1] < first
+
+
+def test_min_local_steps_makes_a_small_client_train_at_least_that_many_steps():
+    from flwr.app import ArrayRecord, Context, RecordDict
+    from rounds import RUN_CONFIG
+
+    from blossom_app.client.local_client import LocalClient
+
+    def steps(**overrides) -> tuple[int, int]:
+        config = {**RUN_CONFIG, "local-epochs": 2, "batch-size": 16, **overrides}
+        node = {"partition-id": 0, "num-partitions": 3}
+        client = LocalClient.from_context(Context(1, 7, node, RecordDict(), config))
+        model = client.personalized_model(0, ArrayRecord())
+        calls = []
+        hook = model.register_forward_hook(lambda *_: calls.append(1))
+        client.train(model, 0, 1, ArrayRecord())
+        hook.remove()
+        return len(calls), len(client.data.train)
+
+    plain, windows = steps()
+    assert plain == 2 * -(-windows // 16)  # epochs x batches
+    assert steps(**{"min-local-steps": plain + 7})[0] == plain + 7  # raised
+    assert steps(**{"min-local-steps": 1})[0] == plain  # a floor, never fewer
+    with pytest.raises(ConfigError, match="min-local-steps"):
+        ExperimentConfig.from_run_config({**RUN_CONFIG, "min-local-steps": -1})

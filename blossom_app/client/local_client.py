@@ -7,7 +7,6 @@ node config, so they are derived once per process and reused by every message
 blocks, lives in the client's ``PrivateStore`` (``client_state.py``).
 """
 
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -245,7 +244,7 @@ class LocalClient:
                 exp.run_seed(run_index), self.setup.node.partition_id, server_round
             ),
             anchor=received.to_torch_state_dict() if settings.proximal_mu else None,
-            epoch_steps=math.ceil(windows / settings.batch_size),
+            windows=windows,
         )
 
     def evaluate(self, model: MultimodalModel) -> Evaluation:

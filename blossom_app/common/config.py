@@ -158,6 +158,9 @@ class ExperimentConfig:
         for key in ("momentum", "weight-decay", "proximal-mu", "max-grad-norm"):
             if get(config, key, float) < 0:
                 raise ConfigError(key, config[key], "a non-negative float")
+        min_steps = get(config, "min-local-steps", int)
+        if min_steps < 0:
+            raise ConfigError("min-local-steps", min_steps, "0 (off) or a positive int")
         client_optimizer = choice(config, "client-optimizer", CLIENT_OPTIMIZERS)
         personalization = choice(config, "personalization", PERSONALIZATIONS)
         validation_fraction = get(config, "validation-fraction", float)
@@ -198,6 +201,7 @@ class ExperimentConfig:
             num_server_rounds=num_server_rounds,
             training=TrainingSettings(
                 epochs=positive(config, "local-epochs", int),
+                min_steps=min_steps,
                 batch_size=positive(config, "batch-size", int),
                 learning_rate=positive(config, "learning-rate", float),
                 num_rounds=num_server_rounds,

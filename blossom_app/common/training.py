@@ -101,7 +101,8 @@ class TrainingSettings:
     validated run config (``ExperimentConfig.training``), read by every client
     and by the centralized baseline.
 
-    ``epochs`` per round of ``batch_size`` examples; ``optimizer`` one of
+    ``epochs`` per round of ``batch_size`` examples, and at least
+    ``min_steps`` optimizer steps (``steps_per_round``); ``optimizer`` one of
     ``CLIENT_OPTIMIZERS``, whose rate starts at ``learning_rate`` and follows a
     cosine over ``num_rounds`` (``rate``); ``momentum`` (SGD's) and
     ``weight_decay``; with ``max_grad_norm`` > 0 each step's gradient is
@@ -111,6 +112,7 @@ class TrainingSettings:
 
     epochs: int = 1
     batch_size: int = 16
+    min_steps: int = 0
     learning_rate: float = 0.05
     num_rounds: int = 1
     optimizer: str = "sgd"
@@ -123,6 +125,13 @@ class TrainingSettings:
         """The learning rate of round ``server_round``."""
         return cosine_lr(self.learning_rate, server_round, self.num_rounds)
 
+    def steps_per_round(self, windows: int) -> int:
+        """The optimizer steps of one round on ``windows`` training windows:
+        ``epochs`` passes of ``ceil(windows / batch_size)`` steps, at least
+        ``min_steps`` (a client with fewer windows than a batch would
+        otherwise make one step per epoch)."""
+        return max(self.min_steps, self.epochs * math.ceil(windows / self.batch_size))
+
 
 def train(
     model: nn.Module,
@@ -133,15 +142,15 @@ def train(
     device: torch.device,
     seed: int,
     anchor: Mapping[str, torch.Tensor] | None = None,
-    epoch_steps: int | None = None,
+    windows: int | None = None,
 ) -> float:
     """Train ``model`` in place for round ``server_round`` under ``settings``;
     return the mean training loss per example (the data loss, without the
     proximal term).
 
-    An epoch is ``epoch_steps`` optimizer steps (default: one pass over
-    ``split``); passes over ``split`` follow each other, each reshuffled, as
-    long as steps remain.
+    The round makes ``settings.steps_per_round(windows)`` optimizer steps
+    (default ``windows``: those of ``split``); passes over ``split`` follow
+    each other, each reshuffled, as long as steps remain.
 
     ``seed`` fixes the shuffling and the dropout masks (see ``local_seed``).
     With ``settings.proximal_mu`` > 0, the parameters named in ``anchor`` are
@@ -166,7 +175,7 @@ def train(
         if key in parameters
     }
     total_loss, seen = 0.0, 0
-    steps = settings.epochs * (len(loader) if epoch_steps is None else epoch_steps)
+    steps = settings.steps_per_round(len(split) if windows is None else windows)
     batches = _passes(loader, model.modalities, device)
     for inputs, labels in itertools.islice(batches, steps):
         optimizer.zero_grad()

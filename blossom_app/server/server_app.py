@@ -16,7 +16,12 @@ from blossom_app.common.protocol import EXPERIMENT, NODE_STATE_DIR
 from blossom_app.reporting.layout import CHECKPOINT, NODE_STATE, experiment_name
 from blossom_app.reporting.output import ExperimentOutput
 from blossom_app.server.export_round import export_models
-from blossom_app.server.fleet import Fleet, check_fleet, discover_nodes
+from blossom_app.server.fleet import (
+    Fleet,
+    check_fleet,
+    discover_nodes,
+    warn_if_few_steps,
+)
 from blossom_app.server.resume import Checkpoints, find_resume, starting_state
 from blossom_app.server.strategy import BlockwiseStrategy
 
@@ -49,6 +54,7 @@ def main(grid: Grid, context: Context) -> None:
         )
     profiles = discover_nodes(grid, config.mix.num_clients, config.round_timeout)
     check_fleet(profiles, config.mix)
+    warn_if_few_steps(profiles, config.training)
     fleet = Fleet(profiles, config.mix, config.round_timeout)
     if resumed:
         output = ExperimentOutput.reopen(resumed.path)

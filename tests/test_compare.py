@@ -180,3 +180,43 @@ def test_runs_that_ran_differently_get_rows_of_their_own(tmp_path):
     assert "| 3-3-4 | preset=paper | private-head-fusion | 2 |" in (
         (comparison.out / "comparison.md").read_text()
     )
+
+
+def test_each_row_shows_its_gap_to_centralized_and_to_the_best_fixed_policy(
+    tmp_path,
+):
+    for policy, finals in (
+        ("full-model", [0.5]),
+        ("private-head-fusion", [0.6]),
+        ("full-model+adaptive", [0.62]),
+        ("local", [0.48]),
+        ("centralized", [0.7]),
+    ):
+        complete_experiment(make_experiment(tmp_path, "3-3-4", policy, finals))
+
+    [comparison] = compare([tmp_path])
+
+    rows = {r["policy"]: r for r in read_rows(comparison.out / "comparison.csv")}
+    expected = {  # points from centralized, from the best fixed (private-head-fusion)
+        "full-model": (-20.0, -10.0),
+        "private-head-fusion": (-10.0, 0.0),
+        "full-model+adaptive": (-8.0, 2.0),
+        "local": (-22.0, -12.0),
+        "centralized": (0.0, 10.0),
+    }
+    for policy, (central, fixed) in expected.items():
+        row = rows[policy]
+        assert number(row["weighted_accuracy_vs_centralized_pts"]) == pytest.approx(
+            central
+        )
+        assert number(row["weighted_accuracy_vs_best_fixed_pts"]) == pytest.approx(
+            fixed
+        )
+        assert row["weighted_accuracy_best_fixed"] == "private-head-fusion"
+    assert "vs centralized (pts)" in comparison.text
+    assert "vs best fixed (pts)" in comparison.text
+    assert "+2.0 (private-head-fusion)" in comparison.text
+    markdown = (comparison.out / "comparison.md").read_text()
+    assert "| 3-3-4 | local | 1 | 3 | 0.480 | -4.0 % | (base) | -22.0 | -12.0" in (
+        markdown.replace(" (private-head-fusion)", "")
+    )

@@ -158,6 +158,17 @@ def baseline(kind: Baseline) -> str:
     return name
 
 
+def is_fixed_federated(name: str) -> bool:
+    """Whether ``name`` is a federated policy with fixed private blocks: a
+    registered one other than ``local`` and ``centralized`` (a policy under
+    adaptive personalization chooses them per client)."""
+    spec = REGISTRY.get(name)
+    return spec is not None and spec.baseline not in (
+        Baseline.NO_FEDERATION,
+        Baseline.POOLED,
+    )
+
+
 def paper_policies() -> list[str]:
     """The policies of the paper's grid."""
     return [spec.name for spec in REGISTRY.values() if spec.paper]

@@ -1,7 +1,9 @@
 """Compare finished experiments of one dataset and partitioner: aggregation
 policies x modality mixes (final metric +- std over runs, and each policy's
 relative gain over ``full-model`` and, where it was run, over ``local``, the
-no-federation baseline, on the same mix).
+no-federation baseline, on the same mix; and its gap in points to
+``centralized``, the pooled-data limit, and to the best fixed policy, so that
+a row shows at a glance whether a choice holds on its split).
 
 Experiments share a row only when they ran alike: other run configs are
 *variants* (``variants.py``), each with rows of its own, and gains are taken
@@ -16,7 +18,12 @@ from pathlib import Path
 
 from blossom_app.atomic_files import write_text_atomically
 from blossom_app.common.metrics import CLIENT_METRICS
-from blossom_app.common.policies import Baseline, baseline, policy_order
+from blossom_app.common.policies import (
+    Baseline,
+    baseline,
+    is_fixed_federated,
+    policy_order,
+)
 from blossom_app.reporting.comparison_plots import (
     Bar,
     comparison_bars,
@@ -41,6 +48,8 @@ COMPARED = {
     "weighted_macro_f1": "macro-F1 (weighted)",
     "pooled_macro_f1": "macro-F1 (pooled)",
 }
+#: Suffix of a compared metric's gap to the best fixed policy, in points.
+BEST_FIXED = "_vs_best_fixed_pts"
 #: Per-modality-set metrics compared in plots (modality_metrics.csv columns).
 COMPARED_BY_MODALITY = ("accuracy", "macro_f1")
 
@@ -123,16 +132,28 @@ def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object
     """One row per mix, variant and policy: runs, final round, and per compared
     metric ``<metric>_mean``, ``<metric>_std``, ``<metric>_gain_pct`` (relative
     gain over ``full-model`` of the same mix and variant),
-    ``<metric>_gain_local_pct`` (over ``local``), then ``mb_per_round``."""
+    ``<metric>_gain_local_pct`` (over ``local``), ``<metric>_vs_centralized_pts``
+    and ``<metric>_vs_best_fixed_pts`` (the difference in points from
+    ``centralized`` and from the best fixed policy, ``is_fixed_federated``, of
+    the same mix and variant; ``<metric>_best_fixed`` names it), then
+    ``mb_per_round``."""
     chosen = sorted(
         experiments, key=lambda e: (e.mix, e.variant, policy_order(e.policy))
     )
     finals = {(e.mix, e.variant, e.policy): e for e in chosen}
     gains, local = baseline(Baseline.GAINS), baseline(Baseline.NO_FEDERATION)
+    pooled = baseline(Baseline.POOLED)
     table = []
     for experiment in chosen:
         base_row = finals.get((experiment.mix, experiment.variant, gains))
         alone = finals.get((experiment.mix, experiment.variant, local))
+        limit = finals.get((experiment.mix, experiment.variant, pooled))
+        fixed = [
+            e
+            for e in chosen
+            if (e.mix, e.variant) == (experiment.mix, experiment.variant)
+            and is_fixed_federated(e.policy)
+        ]
         row: dict[str, object] = {
             "mix": experiment.mix,
             "variant": experiment.variant,
@@ -148,6 +169,15 @@ def comparison_table(experiments: Iterable[Experiment]) -> list[dict[str, object
             row[f"{column}_gain_pct"] = relative_gain(mean, base)
             base = final(alone.aggregated, column)[1] if alone else math.nan
             row[f"{column}_gain_local_pct"] = relative_gain(mean, base)
+            base = final(limit.aggregated, column)[1] if limit else math.nan
+            row[f"{column}_vs_centralized_pts"] = (mean - base) * 100
+            best = max(
+                ((final(e.aggregated, column)[1], e.policy) for e in fixed),
+                key=lambda value: -math.inf if math.isnan(value[0]) else value[0],
+                default=(math.nan, ""),
+            )
+            row[f"{column}{BEST_FIXED}"] = (mean - best[0]) * 100
+            row[f"{column}_best_fixed"] = best[1]
         row["mb_per_round"] = megabytes_per_round(experiment.path)
         table.append(row)
     return table
@@ -162,9 +192,16 @@ def _cells(table: Sequence[Mapping[str, object]]) -> tuple[list[str], list[list[
     cell_columns = ["mix", "policy", "runs", "rounds"]
     if any(row["variant"] for row in table):
         cell_columns.insert(1, "variant")
+    # gaps in points, where the table has what they are taken from
+    gaps = {}
+    if any(row["policy"] == baseline(Baseline.POOLED) for row in table):
+        gaps["_vs_centralized_pts"] = baseline(Baseline.POOLED)
+    if any(is_fixed_federated(str(row["policy"])) for row in table):
+        gaps[BEST_FIXED] = "best fixed"
     header = list(cell_columns)
     for text in COMPARED.values():
         header += [text, *(f"vs {base}" for base in gains.values())]
+        header += [f"vs {base} (pts)" for base in gaps.values()]
     header.append("MB/round")
     rows = []
     for row in table:
@@ -178,6 +215,16 @@ def _cells(table: Sequence[Mapping[str, object]]) -> tuple[list[str], list[list[
                     cells.append("(base)")
                 else:
                     cells.append("n/a" if math.isnan(gain) else f"{gain:+.1f} %")
+            best = row[f"{column}_best_fixed"]
+            for suffix, base in gaps.items():
+                gap = row[f"{column}{suffix}"]
+                if row["policy"] == (best if suffix == BEST_FIXED else base):
+                    cells.append("(base)")
+                elif math.isnan(gap):
+                    cells.append("n/a")
+                else:
+                    named = f" ({best})" if suffix == BEST_FIXED else ""
+                    cells.append(f"{gap:+.1f}{named}")
         cells.append(f"{row['mb_per_round']:.2f}")
         rows.append(cells)
     return header, rows

@@ -23,6 +23,7 @@ one core; ``SimRun.sampler_cpu_seconds`` says how much.
 import argparse
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -349,6 +350,57 @@ def replace_section(title: str, markdown: str, path: Path = RESULTS_MD) -> None:
     while lines and not lines[-1].strip():
         lines.pop()
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+#: What a bench result depends on besides its run config: the app's code,
+#: presets and data files, and its default config (``pyproject.toml``).
+CODE = ("blossom_app", "pyproject.toml")
+#: The file beside an experiment's summaries that says which code it ran.
+STAMP = "code_version.json"
+
+
+def code_version(root: Path = APP) -> dict[str, object]:
+    """The code the checkout at ``root`` runs: ``commit``, ``dirty`` (whether
+    its ``CODE`` files differ from the commit) and ``code``, a hash of those
+    files as they are, committed or not. Results are comparable when their
+    ``code`` is the same: a commit of results or docs leaves it alone."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+
+    files = git("ls-files", "--cached", "--others", "--exclude-standard", *CODE)
+    digest = hashlib.sha256()
+    for name in sorted(files.split()):
+        if (root / name).is_file():  # deleted in the work tree: not in it
+            digest.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return {
+        "commit": git("rev-parse", "HEAD").strip(),
+        "dirty": bool(git("status", "--porcelain", "--", *CODE).strip()),
+        "code": digest.hexdigest()[:16],
+    }
+
+
+def stamp(experiment: Path, version: Mapping[str, object]) -> None:
+    """Write ``version`` (``code_version()``) beside ``experiment``'s summaries."""
+    write_json(experiment / STAMP, version)
+
+
+def read_stamp(experiment: Path) -> dict[str, object] | None:
+    """The code version ``experiment`` ran (None: it finished before stamps)."""
+    path = experiment / STAMP
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def code_label(version: Mapping[str, object] | None, now: Mapping) -> str:
+    """How a row's code compares with ``now``'s: ``current``, ``stale
+    (<commit>)`` or ``unstamped`` (finished before results were stamped)."""
+    if version is None:
+        return "unstamped"
+    if version["code"] == now["code"]:
+        return "current"
+    return f"stale ({str(version['commit'])[:7]}{'+dirty' if version['dirty'] else ''})"
 
 
 def mean(values: list[float]) -> float:

@@ -47,11 +47,12 @@ centralized, the recipes given (default: the default recipe only; a few minutes)
 
 import math
 import shutil
+import time
 from pathlib import Path
 
 import harness
 
-from blossom_app.common.policies import CENTRALIZED
+from blossom_app.common.policies import CENTRALIZED, is_fixed_federated
 from blossom_app.reporting.compare import Experiment, final
 from blossom_app.reporting.layout import (
     AGGREGATED,
@@ -111,7 +112,10 @@ def run_cells(
     run: bool = True,
 ) -> dict[str, Path]:
     """Run (or find; only find unless ``run``) the cells of one recipe and
-    split, ``centralized`` among them; policy -> finished experiment."""
+    split, ``centralized`` among them; policy -> finished experiment. Each
+    experiment that finishes here is stamped with the code it ran
+    (``harness.stamp``)."""
+    version, started = harness.code_version(), time.time()
     grid = SweepGrid(("watch",), (split,), (mix,), policies)
     cells = grid.cells(harness.APP, root, {**overrides, **RECIPES[recipe]})
     if not run:
@@ -126,7 +130,12 @@ def run_cells(
         finally:
             harness.stop_processes_mentioning(str(home))
         done = {c.config.policy.name: report.completed.get(c.name) for c in cells}
-    return {policy: path for policy, path in done.items() if path is not None}
+    finished = {policy: path for policy, path in done.items() if path is not None}
+    for path in finished.values():
+        new = (path / AGGREGATED).stat().st_mtime >= started
+        if new and harness.read_stamp(path) is None:
+            harness.stamp(path, version)
+    return finished
 
 
 def stages(
@@ -168,8 +177,9 @@ def keep(source: Path, target: Path) -> None:
         if is_complete(copy):
             continue
         copy.mkdir(parents=True, exist_ok=True)
-        for name in (CONFIG, MODALITIES, AGGREGATED):  # the marker last
-            shutil.copyfile(experiment / name, copy / name)
+        for name in (CONFIG, MODALITIES, harness.STAMP, AGGREGATED):  # marker last
+            if (experiment / name).is_file():  # no stamp: ran before stamps
+                shutil.copyfile(experiment / name, copy / name)
 
 
 def replace_doc_table(table: str, verdicts: list[dict], doc: Path = TABLE_DOC) -> None:
@@ -195,9 +205,13 @@ def replace_doc_table(table: str, verdicts: list[dict], doc: Path = TABLE_DOC) -
     )
 
 
-def finals(path: Path) -> dict[str, float]:
+def finals(path: Path) -> dict[str, object]:
     experiment = Experiment.load(path)
-    values = {"runs": experiment.runs, "rounds": experiment.rounds}
+    values = {
+        "runs": experiment.runs,
+        "rounds": experiment.rounds,
+        "version": harness.read_stamp(path),
+    }
     for metric in METRICS:
         _, mean, std = final(experiment.aggregated, metric)
         values[f"{metric}_mean"], values[f"{metric}_std"] = mean, std
@@ -217,16 +231,22 @@ def points(value: float) -> str:
 
 def summarize(
     measured: dict[tuple[str, str, str], dict[str, dict]],
+    now: dict[str, object],
 ) -> tuple[str, list]:
     """The markdown table and the target verdicts (default recipe, mix
-    3-3-4). Each recipe's rows compare with its centralized baseline, run
-    with ``CENTRALIZED_WITH``'s recipe where that is not its own."""
+    3-3-4). Each recipe's rows compare with its centralized baseline: the
+    better of its own and ``CENTRALIZED_WITH``'s recipe's, where it has one;
+    and with the best fixed policy of the recipe, mix and split. A row whose
+    code differs from ``now``'s (``harness.code_version``) says so."""
     rows, verdicts = [], []
     acc = "weighted_accuracy"
 
     def centralized(recipe: str, mix: str, split: str) -> float:
-        cells = measured.get((CENTRALIZED_WITH.get(recipe, recipe), mix, split), {})
-        return cells.get(CENTRALIZED, {}).get(f"{acc}_mean", math.nan)
+        limits = [
+            measured.get((r, mix, split), {}).get(CENTRALIZED, {}).get(f"{acc}_mean")
+            for r in (recipe, CENTRALIZED_WITH.get(recipe, recipe))
+        ]
+        return max((v for v in limits if v is not None), default=math.nan)
 
     order = {recipe: index for index, recipe in enumerate(RECIPES)}
     for (recipe, mix, split), cells in sorted(
@@ -240,6 +260,8 @@ def summarize(
         local = cells.get("local", {}).get(f"{acc}_mean", math.nan)
         full = cells.get("full-model", {}).get(f"{acc}_mean", math.nan)
         central = centralized(recipe, mix, split)
+        fixed = {p: v[f"{acc}_mean"] for p, v in cells.items() if is_fixed_federated(p)}
+        best = max(fixed, key=fixed.__getitem__, default=None)
         for policy in (*POLICIES, CENTRALIZED):
             if policy not in cells:
                 continue
@@ -260,6 +282,10 @@ def summarize(
                     if policy == "full-model"
                     else ("-" if math.isnan(gain_full) else f"{gain_full:+.1f} %"),
                     points(mean - central) if policy != CENTRALIZED else "(limit)",
+                    "-"
+                    if best is None
+                    else ("(best)" if policy == best else points(mean - fixed[best])),
+                    harness.code_label(v["version"], now),
                 ]
             )
         default = cells.get(DEFAULT_POLICY)
@@ -289,6 +315,8 @@ def summarize(
         + ", ".join(f"+{gain} % on {mix}" for mix, gain in PAPER_GAIN_PCT.items())
         + ")",
         "vs centralized (points)",
+        "vs best fixed policy (points)",
+        "code (vs this checkout's)",
     ]
     return harness.markdown_table(header, rows), verdicts
 
@@ -314,7 +342,7 @@ def main() -> None:
         splits, policies, root = args.splits, (*POLICIES, CENTRALIZED), args.root
     overrides["export-onnx"] = False
     recipes = args.recipes or (["default"] if args.quick else list(RECIPES))
-    host = harness.machine()
+    host, now = harness.machine(), harness.code_version()
     if not args.quick:
         keep(KEPT, root)
     mixes = MIXES[:1] if args.quick else args.mixes
@@ -337,7 +365,7 @@ def main() -> None:
             keep(root, KEPT)
         cells = measured.setdefault((recipe, mix, split), {})
         cells.update({p: finals(path) for p, path in paths.items()})
-        table, verdicts = summarize(measured)
+        table, verdicts = summarize(measured, now)
         intro = (
             f"Watch, mixes {' and '.join(mixes)}, "
             f"{overrides['num-server-rounds']} rounds, "

@@ -1,0 +1,228 @@
+"""Choosing the app's default recipe (issue 26): pre-registered candidates,
+selected on seeds 42-44; the report on seeds 45-47 follows the choice.
+
+``CANDIDATES`` are the candidates in the order they run, as
+docs/personalization.md ("Choosing the default") lists them; one is added
+there before it runs. Each runs on ``watch``, mix 3-3-4, splits natural, iid
+and dirichlet, 60 rounds, 3 runs (seeds 42, 43, 44), export off: the cells of
+``bench/personalization.py``, whose default recipe's rows (the default policy,
+``full-model``, ``local``, centralized) are the references. A candidate of no
+overrides is one of those rows and runs nothing.
+
+The rule, per split: within 2 points of centralized (the better of the
+default and the clipped recipe's centralized rows); at least as good as the
+best fixed policy less the runs' spread; above ``local`` by more than the
+spread on iid and dirichlet, and at least ``local`` less the spread on
+natural. The spread is the larger of the two rows' standard deviations over
+runs. Every row says which code it ran (``harness.code_version``).
+
+Resumable like ``bench/personalization.py``: results under ``--root``
+(default ``bench/results/selection``, one folder per candidate), summaries
+copied to ``bench/selection/`` (committed), a finished cell never runs again.
+
+Usage: python bench/selection.py [--candidates NAME ...] [--splits ...]
+       [--report-only] [--out FILE]
+"""
+
+import math
+from pathlib import Path
+
+import harness
+import personalization as bench
+
+from blossom_app.common.policies import CENTRALIZED
+
+NAME = "selection"
+TITLE = "Selection of the default (`bench/selection.py`)"
+KEPT = harness.BENCH / "selection"
+MIX = "3-3-4"
+#: What every selection cell runs with (the seeds 42, 43, 44).
+SELECTION = {"num-server-rounds": 60, "num-runs": 3, "seed": 42, "export-onnx": False}
+FEDAVGM = {"server-optimizer": "fedavgm"}
+#: name -> (policy, run config overrides of the default recipe), in run order.
+CANDIDATES = {
+    "default": ("private-head-fusion", {}),
+    "adaptive": ("full-model+adaptive", {}),
+    "adaptive-fedavgm-0.5": (
+        "full-model+adaptive",
+        {**FEDAVGM, "server-momentum": 0.5},
+    ),
+    "adaptive-fedavgm-0.9": (
+        "full-model+adaptive",
+        {**FEDAVGM, "server-momentum": 0.9},
+    ),
+    "fedavgm-0.5": ("private-head-fusion", {**FEDAVGM, "server-momentum": 0.5}),
+    "full-model-fedavgm-0.5": ("full-model", {**FEDAVGM, "server-momentum": 0.5}),
+    "fedadam": (
+        "private-head-fusion",
+        {"server-optimizer": "fedadam", "server-learning-rate": 0.01},
+    ),
+}
+#: The rule's margin to centralized, in accuracy.
+WITHIN = 0.02
+ACC = "weighted_accuracy"
+
+
+def verdict(split: str, row: dict, references: dict[str, dict], central: float) -> dict:
+    """The rule's three checks for one candidate ``row`` on ``split``."""
+    mean, std = row[f"{ACC}_mean"], row[f"{ACC}_std"]
+
+    def spread(other: dict) -> float:
+        return max(std, other[f"{ACC}_std"]) if other else math.nan
+
+    fixed = [
+        references[p] for p in ("private-head-fusion", "full-model") if p in references
+    ]
+    best = max(fixed, key=lambda r: r[f"{ACC}_mean"], default=None)
+    local = references.get("local")
+    margin = mean - local[f"{ACC}_mean"] if local else math.nan
+    needed = 0.0 if split == "natural" else spread(local)
+    return {
+        "vs_centralized": mean - central,
+        "within_2_points": mean >= central - WITHIN,
+        "vs_best_fixed": mean - best[f"{ACC}_mean"] if best else math.nan,
+        "as_good_as_best_fixed": bool(best)
+        and mean >= best[f"{ACC}_mean"] - spread(best),
+        "vs_local": margin,
+        "spread_local": spread(local),
+        "beats_local": margin > needed
+        if split != "natural"
+        else margin >= -spread(local),
+    }
+
+
+def main() -> None:
+    parser = harness.parser(NAME, __doc__)
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--splits", nargs="+", default=list(bench.SPLITS))
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--root", type=Path, default=harness.BENCH / "results" / NAME)
+    parser.add_argument(
+        "--references",
+        type=Path,
+        default=harness.BENCH / "results" / bench.NAME,
+        help="bench/personalization.py's --root (its default recipe's rows)",
+    )
+    args = parser.parse_args()
+    host, now = harness.machine(), harness.code_version()
+    bench.keep(KEPT, args.root)
+    bench.keep(bench.KEPT, args.references)
+    rows, verdicts = [], []
+    references = {
+        split: {
+            policy: bench.finals(path)
+            for policy, path in bench.run_cells(
+                "default",
+                MIX,
+                split,
+                ("private-head-fusion", "full-model", "local"),
+                SELECTION,
+                args.references / "default",
+                run=False,
+            ).items()
+        }
+        for split in args.splits
+    }
+    central = {
+        split: references_central(args.references, split) for split in args.splits
+    }
+    for name in args.candidates:  # a candidate on every split, then the next
+        for split in args.splits:
+            policy, overrides = CANDIDATES[name]
+            if overrides:
+                found = bench.run_cells(
+                    "default",
+                    MIX,
+                    split,
+                    (policy,),
+                    {**SELECTION, **overrides},
+                    args.root / name,
+                    run=not args.report_only,
+                )
+                bench.keep(args.root, KEPT)
+            else:  # the default recipe as it is: the references' row
+                found = bench.run_cells(
+                    "default",
+                    MIX,
+                    split,
+                    (policy,),
+                    SELECTION,
+                    args.references / "default",
+                    run=False,
+                )
+            if policy not in found:
+                continue
+            row = bench.finals(found[policy])
+            checks = verdict(split, row, references[split], central[split])
+            verdicts.append({"candidate": name, "split": split, **checks})
+            rows.append(
+                [
+                    name,
+                    split,
+                    policy,
+                    bench.pm(row[f"{ACC}_mean"], row[f"{ACC}_std"]),
+                    bench.points(checks["vs_centralized"]),
+                    bench.points(checks["vs_best_fixed"]),
+                    bench.points(checks["vs_local"]),
+                    ", ".join(
+                        k.replace("_", " ")
+                        for k in (
+                            "within_2_points",
+                            "as_good_as_best_fixed",
+                            "beats_local",
+                        )
+                        if checks[k]
+                    )
+                    or "none",
+                    harness.code_label(row["version"], now),
+                ]
+            )
+            table = harness.markdown_table(
+                [
+                    "candidate",
+                    "split",
+                    "policy",
+                    "accuracy (seeds 42-44)",
+                    "vs centralized (points)",
+                    "vs best fixed policy (points)",
+                    "vs local (points)",
+                    "checks met",
+                    "code (vs this checkout's)",
+                ],
+                rows,
+            )
+            intro = (
+                f"Watch, mix {MIX}, 60 rounds, 3 runs (seeds 42-44), export off; "
+                "the candidates pre-registered in docs/personalization.md "
+                '("Choosing the default"), the references from '
+                "`bench/personalization.py`'s default recipe. Checks (issue 26): "
+                "within 2 points of centralized (the better of the default and "
+                "clipped recipes'), at least the best fixed policy less the runs' "
+                "spread, above local by more than the spread on iid and dirichlet "
+                "and at least local less the spread on natural. Rows appear as "
+                "cells finish."
+            )
+            harness.report(args, TITLE, intro, table, host, {"verdicts": verdicts})
+            print(f"{NAME}: {name}/{split} done", flush=True)
+
+
+def references_central(references: Path, split: str) -> float:
+    """Centralized on ``split``: the better of the default and clipped recipes'."""
+    values = [
+        bench.finals(path)[f"{ACC}_mean"]
+        for recipe in ("default", "default-clipped")
+        for path in bench.run_cells(
+            recipe,
+            MIX,
+            split,
+            (CENTRALIZED,),
+            SELECTION,
+            references / recipe,
+            run=False,
+        ).values()
+    ]
+    return max(values, default=math.nan)
+
+
+if __name__ == "__main__":
+    main()

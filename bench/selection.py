@@ -57,6 +57,8 @@ CANDIDATES = {
         "private-head-fusion",
         {"server-optimizer": "fedadam", "server-learning-rate": 0.01},
     ),
+    "adaptive-1-epoch": ("full-model+adaptive", {"local-epochs": 1}),
+    "adaptive-prox": ("full-model+adaptive", {"proximal-mu": 0.01}),
 }
 #: The rule's margin to centralized, in accuracy.
 WITHIN = 0.02

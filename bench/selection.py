@@ -20,8 +20,11 @@ Resumable like ``bench/personalization.py``: results under ``--root``
 (default ``bench/results/selection``, one folder per candidate), summaries
 copied to ``bench/selection/`` (committed), a finished cell never runs again.
 
+A candidate that fails a split by far is stopped (``--stopped``): its other
+splits do not run, and its finished rows stay in the table.
+
 Usage: python bench/selection.py [--candidates NAME ...] [--splits ...]
-       [--report-only] [--out FILE]
+       [--stopped NAME ...] [--report-only] [--out FILE]
 """
 
 import math
@@ -98,6 +101,13 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES))
     parser.add_argument("--splits", nargs="+", default=list(bench.SPLITS))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument(
+        "--stopped",
+        nargs="*",
+        default=[],
+        help="candidates out of the running: their finished cells are reported, "
+        "their other cells do not run",
+    )
     parser.add_argument("--root", type=Path, default=harness.BENCH / "results" / NAME)
     parser.add_argument(
         "--references",
@@ -139,7 +149,7 @@ def main() -> None:
                     (policy,),
                     {**SELECTION, **overrides},
                     args.root / name,
-                    run=not args.report_only,
+                    run=not args.report_only and name not in args.stopped,
                 )
                 bench.keep(args.root, KEPT)
             else:  # the default recipe as it is: the references' row

@@ -155,9 +155,9 @@ def test_a_run_whose_clients_make_few_steps_says_so_and_what_to_set(
     assert warning.getMessage() == (
         "2 of 3 clients make fewer than 10 optimizer steps per round. The "
         f"smallest, partition {acc.partition_id}, has 15 training windows: 3 local "
-        "epoch(s) of batch 16 make 3 step(s) per round, 180 in 60 rounds, too few "
-        'to learn from. Set a minimum (--run-config "min-local-steps=20") or more '
-        "local-epochs."
+        "epoch(s) of batch 16 (min-local-steps 0) make 3 step(s) per round, 180 in "
+        "60 rounds, too few to learn from. Set a minimum "
+        '(--run-config "min-local-steps=20") or more local-epochs.'
     )
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="flwr"):  # what it says to set

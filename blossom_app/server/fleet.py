@@ -198,7 +198,8 @@ def warn_if_few_steps(
         WARNING,
         "%d of %d clients make fewer than %d optimizer steps per round. The "
         "smallest, partition %d, has %d training windows: %d local epoch(s) of "
-        "batch %d make %d step(s) per round, %d in %d rounds, too few to learn "
+        "batch %d (min-local-steps %d) make %d step(s) per round, %d in %d rounds, "
+        "too few to learn "
         'from. Set a minimum (--run-config "min-local-steps=%d") or more '
         "local-epochs.",
         len(few),
@@ -208,6 +209,7 @@ def warn_if_few_steps(
         windows,
         training.epochs,
         training.batch_size,
+        training.min_steps,
         steps,
         steps * training.num_rounds,
         training.num_rounds,

@@ -81,7 +81,8 @@ def verdict(split: str, row: dict, references: dict[str, dict], central: float) 
     best = max(fixed, key=lambda r: r[f"{ACC}_mean"], default=None)
     local = references.get("local")
     margin = mean - local[f"{ACC}_mean"] if local else math.nan
-    needed = 0.0 if split == "natural" else spread(local)
+    # natural: at least local, within the spread; else above it by more
+    floor = -spread(local) if split == "natural" else spread(local)
     return {
         "vs_centralized": mean - central,
         "within_2_points": mean >= central - WITHIN,
@@ -90,9 +91,7 @@ def verdict(split: str, row: dict, references: dict[str, dict], central: float) 
         and mean >= best[f"{ACC}_mean"] - spread(best),
         "vs_local": margin,
         "spread_local": spread(local),
-        "beats_local": margin > needed
-        if split != "natural"
-        else margin >= -spread(local),
+        "beats_local": margin >= floor if split == "natural" else margin > floor,
     }
 
 

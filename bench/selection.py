@@ -28,6 +28,7 @@ Usage: python bench/selection.py [--candidates NAME ...] [--splits ...]
 """
 
 import math
+import textwrap
 from pathlib import Path
 
 import harness
@@ -66,6 +67,8 @@ CANDIDATES = {
 #: The rule's margin to centralized, in accuracy.
 WITHIN = 0.02
 ACC = "weighted_accuracy"
+#: The rule's checks, per split.
+CHECKS = ("within_2_points", "as_good_as_best_fixed", "beats_local")
 
 
 def verdict(split: str, row: dict, references: dict[str, dict], central: float) -> dict:
@@ -93,6 +96,51 @@ def verdict(split: str, row: dict, references: dict[str, dict], central: float) 
         "spread_local": spread(local),
         "beats_local": margin >= floor if split == "natural" else margin > floor,
     }
+
+
+def choose(verdicts: list[dict], splits: list[str], stopped: list[str]) -> str | None:
+    """The rule's choice and why, in a sentence, as docs/personalization.md
+    pre-registers it:
+    of the candidates finished on every split and not stopped, the one that
+    meets the most checks over the splits, then the one whose worst split is
+    nearest centralized, then the earlier in ``CANDIDATES``; None before any
+    candidate has finished every split."""
+    by_name: dict[str, list[dict]] = {}
+    for v in verdicts:
+        by_name.setdefault(v["candidate"], []).append(v)
+    finished = {
+        name: found
+        for name, found in by_name.items()
+        if name not in stopped and {v["split"] for v in found} >= set(splits)
+    }
+    if not finished:
+        return None
+
+    def met(found: list[dict]) -> int:
+        return sum(bool(v[check]) for v in found for check in CHECKS)
+
+    def worst(found: list[dict]) -> dict:
+        return min(found, key=lambda v: v["vs_centralized"])
+
+    name = min(
+        finished,
+        key=lambda n: (
+            -met(finished[n]),
+            -worst(finished[n])["vs_centralized"],
+            list(CANDIDATES).index(n),
+        ),
+    )
+    found, total = finished[name], len(CHECKS) * len(splits)
+    low = worst(found)
+    every = "meets every check" if met(found) == total else "no candidate meets all"
+    return textwrap.fill(
+        f"The rule chooses `{name}` ({every}): {met(found)} of {total} checks "
+        f"met over the splits; its worst split, {low['split']}, is "
+        f"{bench.points(low['vs_centralized'])} points from centralized. Considered: "
+        f"{', '.join(f'`{n}`' for n in finished)}.",
+        harness.LINE,
+        break_on_hyphens=False,
+    )
 
 
 def main() -> None:
@@ -213,7 +261,15 @@ def main() -> None:
                 "and at least local less the spread on natural. Rows appear as "
                 "cells finish."
             )
-            harness.report(args, TITLE, intro, table, host, {"verdicts": verdicts})
+            choice = choose(verdicts, args.splits, args.stopped)
+            harness.report(
+                args,
+                TITLE,
+                intro,
+                table + ("\n\n" + choice if choice else ""),
+                host,
+                {"verdicts": verdicts, "choice": choice},
+            )
             print(f"{NAME}: {name}/{split} done", flush=True)
 
 

@@ -79,19 +79,3 @@ def test_the_table_marks_stale_rows_and_the_gap_to_the_best_fixed_policy(bench):
     assert rows["full-model"].endswith("| (best) | stale (bbbbbbb+dirty) |")
     assert rows["local"].endswith("| -8.0 | unstamped |")
     assert verdict["gap_to_centralized"] == pytest.approx(-0.07)
-
-
-def test_every_selection_candidate_is_pre_registered_in_the_docs(monkeypatch):
-    monkeypatch.syspath_prepend(str(APP / "bench"))
-    selection = importlib.import_module("selection")
-    text = (APP / "docs" / "personalization.md").read_text()
-    table = text.split("## Choosing the default")[1].split("\n\n")[2]
-    listed = [line.split("`")[1] for line in table.splitlines()[2:]]
-    assert listed == list(selection.CANDIDATES)  # the same, in the order they run
-    for name, (policy, overrides) in selection.CANDIDATES.items():
-        [row] = [line for line in table.splitlines() if line.startswith(f"| `{name}`")]
-        assert f"`{policy}`" in row
-        for key, value in overrides.items():
-            assert f"{key}={value!r}" in row, key
-    for module in ("selection", "personalization", "harness"):
-        sys.modules.pop(module, None)

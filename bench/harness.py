@@ -352,6 +352,16 @@ def replace_section(title: str, markdown: str, path: Path = RESULTS_MD) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def replace_between(path: Path, markers: tuple[str, str], body: str) -> None:
+    """Put ``body`` between the two ``markers`` of the document at ``path``."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index(markers[0]) + len(markers[0])
+    end = text.index(markers[1])
+    path.write_text(
+        text[:start] + "\n" + body.strip() + "\n" + text[end:], encoding="utf-8"
+    )
+
+
 #: What a bench result depends on besides its run config: the app's code,
 #: presets and data files, and its default config (``pyproject.toml``).
 CODE = ("blossom_app", "pyproject.toml")

@@ -1,6 +1,7 @@
 """Does the federation give each client a better model than training alone?
 
-The default policy (``private-head-fusion``), ``full-model``, adaptive
+The app's default policy (read from ``[tool.flwr.app.config]``;
+``private-head-fusion`` when the rows of seeds 42-44 ran), ``full-model``, adaptive
 personalization over every block (``full-model+adaptive``) and ``local`` (every
 block private: training alone, the same app, data, model and schedule) run as
 ``blossom sweep`` cells, with 3 runs each (seeds 42, 43, 44); the centralized
@@ -52,14 +53,19 @@ from pathlib import Path
 
 import harness
 
+from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.policies import CENTRALIZED, is_fixed_federated
+from blossom_app.common.presets import app_defaults
 from blossom_app.reporting.compare import Experiment, final
+from blossom_app.reporting.csv_files import number, read_rows
 from blossom_app.reporting.layout import (
     AGGREGATED,
     CONFIG,
     MODALITIES,
+    TIMING,
     find_experiments,
     is_complete,
+    run_dirs,
 )
 from blossom_app.tools.flwr_runner import this_environment
 from blossom_app.tools.sweep import SweepGrid, run_sweep
@@ -92,8 +98,20 @@ CENTRALIZED_WITH = {"default": "default-clipped"}
 #: Recipes run only with the default policy and local.
 ABLATIONS = ("default-clipped", "default-1-epoch", "default-raw-inputs")
 SPLITS = ("natural", "iid", "dirichlet")
-DEFAULT_POLICY = "private-head-fusion"
-POLICIES = (DEFAULT_POLICY, "local", "full-model", "full-model+adaptive")
+#: The app's default policy (``[tool.flwr.app.config]``), whatever it is now.
+DEFAULT_POLICY = ExperimentConfig.from_run_config(app_defaults()).policy.name
+#: The default first; private-head-fusion was the default when the rows ran.
+POLICIES = tuple(
+    dict.fromkeys(
+        [
+            DEFAULT_POLICY,
+            "private-head-fusion",
+            "local",
+            "full-model",
+            "full-model+adaptive",
+        ]
+    )
+)
 #: 3 acc-only, 3 gyro-only and 4 acc+gyro clients (incomplete modalities; the
 #: target's mix); 5 acc-only and 5 gyro-only (exclusive modalities).
 MIXES = ("3-3-4", "5-5-0")
@@ -177,8 +195,11 @@ def keep(source: Path, target: Path) -> None:
         if is_complete(copy):
             continue
         copy.mkdir(parents=True, exist_ok=True)
-        for name in (CONFIG, MODALITIES, harness.STAMP, AGGREGATED):  # marker last
+        timings = [Path(run.name, TIMING) for run in run_dirs(experiment)]
+        names = (CONFIG, MODALITIES, harness.STAMP, *timings, AGGREGATED)
+        for name in names:  # the completion marker last
             if (experiment / name).is_file():  # no stamp: ran before stamps
+                (copy / name).parent.mkdir(exist_ok=True)
                 shutil.copyfile(experiment / name, copy / name)
 
 
@@ -196,26 +217,36 @@ def replace_doc_table(table: str, verdicts: list[dict], doc: Path = TABLE_DOC) -
             f"- {v['split']}: default policy vs local {points(v['gain_over_local'])} "
             f"points (runs' spread {v['spread'] * 100:.1f}); {central}."
         )
-    text = doc.read_text(encoding="utf-8")
-    start = text.index(TABLE_START) + len(TABLE_START)
-    end = text.index(TABLE_END)
-    doc.write_text(
-        text[:start] + "\n" + "\n".join(lines).strip() + "\n" + text[end:],
-        encoding="utf-8",
-    )
+    harness.replace_between(doc, (TABLE_START, TABLE_END), "\n".join(lines))
 
 
 def finals(path: Path) -> dict[str, object]:
+    """An experiment's final metrics (mean and std over runs), its runs,
+    rounds, code version and seconds per round."""
     experiment = Experiment.load(path)
     values = {
         "runs": experiment.runs,
         "rounds": experiment.rounds,
         "version": harness.read_stamp(path),
+        "seconds_per_round": seconds_per_round(path),
     }
     for metric in METRICS:
         _, mean, std = final(experiment.aggregated, metric)
         values[f"{metric}_mean"], values[f"{metric}_std"] = mean, std
     return values
+
+
+def seconds_per_round(experiment: Path) -> float:
+    """Mean wall seconds of a round (every phase of ``timing.csv``) over the
+    rounds of every run; NaN where no run kept its timing (rows kept before
+    timings were)."""
+    rounds = []
+    for run in run_dirs(experiment):
+        if (run / TIMING).is_file():
+            for row in read_rows(run / TIMING):
+                phases = [number(cell) for key, cell in row.items() if key != "round"]
+                rounds.append(sum(v for v in phases if not math.isnan(v)))
+    return harness.mean(rounds)
 
 
 def pm(mean: float, std: float) -> str:
@@ -227,6 +258,10 @@ def pm(mean: float, std: float) -> str:
 
 def points(value: float) -> str:
     return "-" if math.isnan(value) else f"{value * 100:+.1f}"
+
+
+def seconds(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"
 
 
 def summarize(
@@ -277,6 +312,7 @@ def summarize(
                     v["runs"],
                     pm(mean, v[f"{acc}_std"]),
                     pm(v["weighted_macro_f1_mean"], v["weighted_macro_f1_std"]),
+                    seconds(v.get("seconds_per_round", math.nan)),
                     points(mean - local) if policy != "local" else "(base)",
                     "(base)"
                     if policy == "full-model"
@@ -310,6 +346,7 @@ def summarize(
         "runs",
         "accuracy",
         "macro-F1",
+        "seconds per round",
         "vs local (points)",
         "vs full-model (paper: "
         + ", ".join(f"+{gain} % on {mix}" for mix, gain in PAPER_GAIN_PCT.items())

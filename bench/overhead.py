@@ -31,9 +31,13 @@ import harness
 import torch
 from torch import nn
 
+from blossom_app.client.personalization import choose_blocks
+from blossom_app.common.blocks import NORMALIZATION, block_of
 from blossom_app.common.config import ExperimentConfig
 from blossom_app.common.model import build_model
 from blossom_app.common.presets import app_defaults
+from blossom_app.common.training import example_losses
+from blossom_app.data import load_client_data
 from blossom_app.tools.centralized import client_data
 
 NAME = "overhead"
@@ -45,10 +49,15 @@ EVAL_BATCH = 256
 
 def client_work(config: ExperimentConfig, partition_id: int) -> float:
     """One client's training and per-round evaluation in plain PyTorch; returns
-    its compute seconds."""
+    its compute seconds. Under adaptive personalization also its choice of own
+    blocks, each time the run builds its personalized model (for training and
+    for evaluation, from the second round on): the app's ``choose_blocks``, on
+    its validation split, with last round's model as its own. It trains as
+    many steps as on all its windows, as the app does."""
     torch.set_num_threads(1)
     modalities = config.mix.modalities_for(partition_id)
     data = client_data(config, partition_id, modalities)
+    validation = load_client_data(config.data, partition_id, modalities).validation
     start = time.perf_counter()
     train_x = {m: torch.from_numpy(data.train.inputs[m]) for m in modalities}
     train_y = torch.from_numpy(data.train.labels)
@@ -57,6 +66,7 @@ def client_work(config: ExperimentConfig, partition_id: int) -> float:
     model = build_model(config.task, modalities, config.fusion, config.seed)
     loss_fn = nn.CrossEntropyLoss()
     rounds, training = config.num_server_rounds, config.training
+    own: dict[str, torch.Tensor] = {}  # last round's model: the client's own
     for server_round in range(1, rounds + 1):
         lr = (
             training.learning_rate
@@ -69,6 +79,8 @@ def client_work(config: ExperimentConfig, partition_id: int) -> float:
             momentum=training.momentum,
             weight_decay=training.weight_decay,
         )
+        if config.adaptive and own:  # as the app: from the second round on
+            choose_twice(model, own, validation)
         model.train()
         for _ in range(training.epochs):
             order = torch.randperm(len(train_y))
@@ -79,10 +91,25 @@ def client_work(config: ExperimentConfig, partition_id: int) -> float:
                 loss_fn(logits, train_y[index]).backward()
                 optimizer.step()
         model.eval()
+        own = {k: v.clone() for k, v in model.state_dict().items()}
         with torch.no_grad():
             for begin in range(0, len(test_y), EVAL_BATCH):
                 model({m: x[begin : begin + EVAL_BATCH] for m, x in test_x.items()})
     return time.perf_counter() - start
+
+
+def choose_twice(model: nn.Module, own: dict, validation) -> None:
+    """Adaptive personalization's search, once for training's and once for
+    evaluation's personalized model (its outcome does not matter here)."""
+    model.eval()
+    candidates = sorted({block_of(k) for k in own} - {NORMALIZATION})
+    for _ in range(2):
+        choose_blocks(
+            model,
+            own,
+            candidates,
+            lambda m: example_losses(m, validation, device=torch.device("cpu")),
+        )
 
 
 def warm_up(_: int) -> int:

@@ -26,6 +26,9 @@ DEFAULTS = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_tex
 ]["flwr"]["app"]["config"]
 RUN_CONFIG = {
     **DEFAULTS,
+    # named, not the defaults: the rounds these tests drive are of this policy
+    "aggregation": "private-head-fusion",
+    "personalization": "fixed",
     "modality-mix": "1-1-1",
     "num-server-rounds": 2,
     "local-epochs": 1,

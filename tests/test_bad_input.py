@@ -9,13 +9,14 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from flwr.app import Context, RecordDict
+from flwr.app import ArrayRecord, Context, RecordDict
 from rounds import NODES, RUN_CONFIG, WATCH, LocalGrid, contexts, profiles
 from test_data import CLIENT, tiny_dataset
 
 import blossom_app
 from blossom_app.client import local_client
 from blossom_app.client.local_client import LocalClient
+from blossom_app.client.personalization import choose_blocks
 from blossom_app.common.modality_mix import parse_mix
 from blossom_app.common.training import TrainingSettings
 from blossom_app.data import DataSettings, load_client_data, load_task_dataset
@@ -133,6 +134,42 @@ def test_a_one_class_partition_is_warned_about_once_and_runs(
         "that class; use a larger dirichlet-alpha (now 0.1) for less skew."
     )
     assert client.profile().train_examples == len(client.data.train)  # runs on
+
+
+def test_a_client_with_no_validation_windows_warns_and_keeps_the_federations_blocks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """Adaptive personalization (the default) on a client too small for a
+    validation split: a warning naming the fix, and the client runs on with
+    the federation's blocks (no evidence: never an own block)."""
+    path = tmp_path / "tiny.parquet"
+    tiny_dataset(n=10).to_parquet(str(path))
+    run_config = {
+        **RUN_CONFIG,
+        "data-source": str(path),
+        "aggregation": "full-model",
+        "personalization": "adaptive",
+        "validation-fraction": 0.05,  # of 7 train windows: none
+        "modality-mix": "acc=1",
+    }
+    node = {"partition-id": 0, "num-partitions": 1}
+    context = Context(1, 12, node, RecordDict(), run_config)
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        client = LocalClient.from_context(context)
+    assert len(client.data.validation) == 0 and len(client.data.train) > 0
+    [warning] = [r for r in caplog.records if "no validation" in r.getMessage()]
+    assert warning.getMessage() == (
+        f"Partition 0 of 1 has {len(client.data.train)} train windows and no "
+        "validation windows, so adaptive personalization keeps the federation's "
+        "blocks for it; use a larger validation-fraction (now 0.05) or fewer clients "
+        "(modality-mix) for it to choose."
+    )
+    model = client.personalized_model(0, ArrayRecord(), None)
+    own = {k: v.clone() for k, v in model.state_dict().items()}
+    for value in own.values():
+        value.add_(1.0)  # an own version of every block that differs
+    chosen = choose_blocks(model, own, ["head"], client._validation_losses)
+    assert chosen == frozenset()  # no evidence without validation windows
 
 
 # --- clients too small for the recipe -----------------------------------------------

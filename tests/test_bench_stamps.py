@@ -65,7 +65,7 @@ def test_the_table_marks_stale_rows_and_the_gap_to_the_best_fixed_policy(bench):
 
     measured = {
         ("default", "3-3-4", "iid"): {
-            "private-head-fusion": cell(0.90, now),
+            personalization.DEFAULT_POLICY: cell(0.90, now),
             "full-model": cell(0.93, old),
             "local": cell(0.85, None),
             "centralized": cell(0.95, now),
@@ -74,7 +74,7 @@ def test_the_table_marks_stale_rows_and_the_gap_to_the_best_fixed_policy(bench):
     }
     table, [verdict] = personalization.summarize(measured, now)
     rows = {line.split(" | ")[3]: line for line in table.splitlines()[2:]}
-    default = rows["private-head-fusion"]
+    default = rows[personalization.DEFAULT_POLICY]
     assert default.endswith("| -7.0 | -3.0 | current |")  # the better centralized
     assert rows["full-model"].endswith("| (best) | stale (bbbbbbb+dirty) |")
     assert rows["local"].endswith("| -8.0 | unstamped |")

@@ -27,7 +27,9 @@ def test_pyproject_defaults_are_valid():
     cfg = config()
     assert cfg.task.name == "watch"
     assert cfg.mix.num_clients == 10
-    assert cfg.policy.name == "private-head-fusion"
+    # the default recipe (issue 26): every block shared, adaptive personalization
+    assert cfg.policy.name == "full-model+adaptive" and cfg.adaptive
+    assert cfg.data.validation_fraction == pytest.approx(0.2)
 
 
 @pytest.mark.parametrize(

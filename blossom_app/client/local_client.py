@@ -34,7 +34,12 @@ from blossom_app.common.training import (
     train,
 )
 from blossom_app.common.transport import encode
-from blossom_app.data import ClientData, load_client_data, warn_if_one_class
+from blossom_app.data import (
+    ClientData,
+    load_client_data,
+    warn_if_no_validation,
+    warn_if_one_class,
+)
 
 ConfigItems = tuple[tuple[str, Scalar], ...]
 
@@ -92,6 +97,7 @@ def _setup(run_config: ConfigItems, node_config: ConfigItems) -> ClientSetup:
     settings, partition_id = node.client_data(experiment.data)
     data = load_client_data(settings, partition_id, modalities)
     warn_if_one_class(data.train.labels, settings, partition_id)
+    warn_if_no_validation(data, settings, partition_id)
     return ClientSetup(experiment, node, modalities, data)
 
 

@@ -8,7 +8,11 @@ first use, so a client reading its cached arrays never loads those packages.
 import importlib
 
 from blossom_app.data.cache import cache_dir, feature_identities
-from blossom_app.data.client_data import load_client_data, warn_if_one_class
+from blossom_app.data.client_data import (
+    load_client_data,
+    warn_if_no_validation,
+    warn_if_one_class,
+)
 from blossom_app.data.examples import ClientData, Split
 from blossom_app.data.settings import DataSettings
 
@@ -42,5 +46,6 @@ __all__ = [
     "load_task_dataset",
     "make_partitioner",
     "split_dataset",
+    "warn_if_no_validation",
     "warn_if_one_class",
 ]

@@ -73,3 +73,24 @@ def warn_if_one_class(
         settings.task.class_names[classes[0]],
         fix,
     )
+
+
+def warn_if_no_validation(
+    data: ClientData, settings: DataSettings, partition_id: int
+) -> None:
+    """Log a WARNING when a client holding out validation windows (adaptive
+    personalization) got none: not an error, but without evidence it can never
+    choose a block of its own, so its personalized model is the federation's."""
+    if settings.validation_fraction == 0 or len(data.validation):
+        return
+    log(
+        WARNING,
+        "Partition %d of %d has %d train windows and no validation windows, so "
+        "adaptive personalization keeps the federation's blocks for it; use a "
+        "larger validation-fraction (now %s) or fewer clients (modality-mix) for "
+        "it to choose.",
+        partition_id,
+        settings.num_partitions,
+        len(data.train),
+        settings.validation_fraction,
+    )

@@ -82,7 +82,9 @@ def partition_client_data(
         masks["validation"] = flags[HOLDOUT_COLUMN] == VALIDATION
         masks["train"] &= flags[HOLDOUT_COLUMN] == TRAIN
     counts = {name: int(mask.sum()) for name, mask in masks.items()}
-    if not all(counts.values()):
+    # no validation examples: the client keeps the federation's blocks (a
+    # warning says so, ``warn_if_no_validation``); train and test it needs
+    if not (counts["train"] and counts["test"]):
         raise DataError(
             empty_partition(settings, partition_id, counts, len(parts.dataset))
         )

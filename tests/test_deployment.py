@@ -52,9 +52,15 @@ def test_deployed_nodes_train_with_their_node_config_modalities(loopback_federat
     assert {row["modalities"] for row in clients} == {"acc", "gyro"}
     traffic = read_rows(result / "run_0" / "communication.csv")
     up = {(r["partition_id"], r["block"]) for r in traffic if r["direction"] == "up"}
-    # private-head-fusion (the default): each device sends its own encoder only
-    assert up == {("0", "encoder:acc"), ("1", "encoder:gyro")}
-    # each SuperNode also kept its private blocks on disk (state-dir)
+    # full-model + adaptive (the default): each device sends the blocks it holds,
+    # never its input normalization
+    assert up == {
+        (partition, block)
+        for partition, encoder in (("0", "encoder:acc"), ("1", "encoder:gyro"))
+        for block in (encoder, "fusion", "head")
+    }
+    # each SuperNode also kept its private state on disk (state-dir): its
+    # normalization and its own version of each block
     state = federation.logs.parent
     assert list((state / "state-acc").glob("partition-0-acc/*/run-0/round-*.npz"))
     # ... and, with no export-dir, exported its model under <state-dir>/models:

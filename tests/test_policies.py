@@ -96,6 +96,11 @@ def test_the_registry_keeps_todays_policies_order_and_baselines():
         "aggregation": "local",
         "personalization": "adaptive",
     }
+    # a fixed policy's name says so, whatever the app's default personalization
+    assert policy_keys("full-model") == {
+        "aggregation": "full-model",
+        "personalization": "fixed",
+    }
     assert policy_keys("centralized") == {}
 
 

@@ -144,6 +144,7 @@ def test_real_run_csvs_carry_what_the_run_reported(flwr_env):
             "modality-mix": "1-1-1",
             "batch-size": 32,
             "aggregation": "private-head",
+            "personalization": "fixed",
             "export-onnx": False,
         },
         num_supernodes=3,

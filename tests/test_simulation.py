@@ -8,7 +8,7 @@ from pathlib import Path
 import onnxruntime
 import pytest
 
-from blossom_app.common.policies import fixed_policies
+from blossom_app.common.policies import fixed_policies, policy_keys
 from blossom_app.reporting.csv_files import read_rows
 from blossom_app.tools.flwr_runner import run_app
 
@@ -42,7 +42,7 @@ POLICIES = fixed_policies()
 def test_no_private_block_ever_leaves_a_client(policy, flwr_env):
     outcome = run_app(
         APP,
-        {**TINY, "aggregation": policy, **VARIANTS[policy]},
+        {**TINY, **policy_keys(policy), **VARIANTS[policy]},  # fixed unless said
         num_supernodes=3,
         env=flwr_env,
         timeout=600,

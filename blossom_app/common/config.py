@@ -15,7 +15,7 @@ from blossom_app.common.blocks import Policy
 from blossom_app.common.config_values import choice, get, optional, positive
 from blossom_app.common.fusion import FUSIONS
 from blossom_app.common.modality_mix import ModalityMix, parse_mix
-from blossom_app.common.policies import ADAPTIVE, make_policy
+from blossom_app.common.policies import ADAPTIVE, FIXED, make_policy
 from blossom_app.common.presets import PRESET, Scalar, resolve_preset
 from blossom_app.common.training import CLIENT_OPTIMIZERS, TrainingSettings
 from blossom_app.common.transport import WIRE_DTYPES
@@ -23,7 +23,7 @@ from blossom_app.data import PARTITIONERS, DataSettings, feature_identities
 from blossom_app.errors import ConfigError
 
 #: How a client composes its personalized model (``personalization.py``).
-PERSONALIZATIONS = ("fixed", ADAPTIVE)
+PERSONALIZATIONS = (FIXED, ADAPTIVE)
 #: Server optimizers (``server.server_optimizers``), by ``server-optimizer``.
 SERVER_OPTIMIZERS = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedadagrad")
 

@@ -137,6 +137,8 @@ REGISTRY: dict[str, PolicySpec] = {
 
 #: ``personalization`` value under which a policy's name gets ``ADAPTIVE_SUFFIX``.
 ADAPTIVE = "adaptive"
+#: ``personalization`` value of the policy's blocks as they are, for every client.
+FIXED = "fixed"
 #: Suffix of a policy's name under adaptive personalization
 #: (``full-model+adaptive``): the same private blocks, chosen per client.
 ADAPTIVE_SUFFIX = f"+{ADAPTIVE}"
@@ -194,16 +196,18 @@ def adaptive_name(name: str) -> str:
 
 def policy_keys(policy: str) -> dict[str, str]:
     """The run-config keys that run ``policy`` (a results name): its
-    ``aggregation``, with ``personalization = "adaptive"`` when named
-    ``<aggregation>+adaptive``; none for a policy that is no aggregation
-    (``centralized`` sends nothing: the run config's policy does not matter)."""
+    ``aggregation``, and ``personalization``: ``adaptive`` when named
+    ``<aggregation>+adaptive``, else ``fixed`` (named, whatever the app's
+    default, so that the name alone says what ran); none for a policy that is
+    no aggregation (``centralized`` sends nothing: the run config's policy
+    does not matter)."""
     spec = REGISTRY.get(policy)
     if spec is not None and not spec.aggregation:
         return {}
     if policy.endswith(ADAPTIVE_SUFFIX):
         aggregation = policy.removesuffix(ADAPTIVE_SUFFIX)
         return {"aggregation": aggregation, "personalization": ADAPTIVE}
-    return {"aggregation": policy}
+    return {"aggregation": policy, "personalization": FIXED}
 
 
 def fixed_policies() -> dict[str, frozenset[str]]:

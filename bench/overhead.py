@@ -50,8 +50,9 @@ EVAL_BATCH = 256
 def client_work(config: ExperimentConfig, partition_id: int) -> float:
     """One client's training and per-round evaluation in plain PyTorch; returns
     its compute seconds. Under adaptive personalization also its choice of own
-    blocks, each time the run builds its personalized model (for training and
-    for evaluation, from the second round on): the app's ``choose_blocks``, on
+    blocks each time the run builds its personalized model: once a round from
+    the second on (a train message evaluates, then trains, the model it
+    builds) and once for the final evaluation; the app's ``choose_blocks``, on
     its validation split, with last round's model as its own. It trains as
     many steps as on all its windows, as the app does."""
     torch.set_num_threads(1)
@@ -80,7 +81,7 @@ def client_work(config: ExperimentConfig, partition_id: int) -> float:
             weight_decay=training.weight_decay,
         )
         if config.adaptive and own:  # as the app: from the second round on
-            choose_twice(model, own, validation)
+            choose_own_blocks(model, own, validation)
         model.train()
         for _ in range(training.epochs):
             order = torch.randperm(len(train_y))
@@ -95,21 +96,22 @@ def client_work(config: ExperimentConfig, partition_id: int) -> float:
         with torch.no_grad():
             for begin in range(0, len(test_y), EVAL_BATCH):
                 model({m: x[begin : begin + EVAL_BATCH] for m, x in test_x.items()})
+    if config.adaptive:  # the final evaluation's personalized model
+        choose_own_blocks(model, own, validation)
     return time.perf_counter() - start
 
 
-def choose_twice(model: nn.Module, own: dict, validation) -> None:
-    """Adaptive personalization's search, once for training's and once for
-    evaluation's personalized model (its outcome does not matter here)."""
+def choose_own_blocks(model: nn.Module, own: dict, validation) -> None:
+    """Adaptive personalization's search over ``model``'s blocks (its outcome
+    does not matter here: only its compute)."""
     model.eval()
     candidates = sorted({block_of(k) for k in own} - {NORMALIZATION})
-    for _ in range(2):
-        choose_blocks(
-            model,
-            own,
-            candidates,
-            lambda m: example_losses(m, validation, device=torch.device("cpu")),
-        )
+    choose_blocks(
+        model,
+        own,
+        candidates,
+        lambda m: example_losses(m, validation, device=torch.device("cpu")),
+    )
 
 
 def warm_up(_: int) -> int:

@@ -18,8 +18,10 @@ between its markers.
 Resumable like ``bench/personalization.py``: results under ``--root`` (default
 ``bench/results/report``), summaries copied to ``bench/report/`` (committed).
 
-Usage: python bench/report.py [--mixes 3-3-4 5-5-0] [--splits ...]
+Usage: python bench/report.py [--quick] [--mixes 3-3-4 5-5-0] [--splits ...]
        [--report-only] [--out FILE]
+``--quick``: 2 rounds, 1 run, the first mix and split, under its own root; the
+README is left alone (minutes: it checks that the bench works).
 """
 
 from pathlib import Path
@@ -113,7 +115,13 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=harness.BENCH / "results" / NAME)
     args = parser.parse_args()
     host, now = harness.machine(), harness.code_version()
-    bench.keep(KEPT, args.root)
+    overrides, root = REPORT, args.root
+    if args.quick:  # checks the bench works: its own root, nothing kept or shown
+        overrides = {**REPORT, "num-server-rounds": 2, "num-runs": 1}
+        args.mixes, args.splits = args.mixes[:1], args.splits[:1]
+        root = root.with_name(root.name + "-quick")
+    else:
+        bench.keep(KEPT, root)
     measured: dict[tuple[str, str, str], dict[str, dict]] = {}
     for recipe, mix, split, policies in stages(args.mixes, args.splits):
         paths = bench.run_cells(
@@ -121,23 +129,26 @@ def main() -> None:
             mix,
             split,
             policies,
-            REPORT,
-            args.root / recipe,
+            overrides,
+            root / recipe,
             run=not args.report_only,
         )
-        bench.keep(args.root, KEPT)
+        if not args.quick:
+            bench.keep(root, KEPT)
         cells = measured.setdefault((recipe, mix, split), {})
         cells.update({p: bench.finals(path) for p, path in paths.items()})
         table, _ = bench.summarize(measured, now)
         found = verdicts(measured)
         headline = readme_table(found)
         intro = (
-            f"Watch, mixes {' and '.join(args.mixes)}, 60 rounds, 3 runs per cell "
-            "(seeds 45-47, not used to choose), export off; the app's default "
-            f"policy (`{bench.DEFAULT_POLICY}`), chosen on seeds 42-44 by "
-            "`bench/selection.py`, with the rows it is judged against. Columns as "
-            "in the personalization table; seconds per round are the wall time of "
-            "a round's phases, mean over rounds and runs. Below: issue 26's "
+            f"Watch, mixes {' and '.join(args.mixes)}, "
+            f"{overrides['num-server-rounds']} rounds, {overrides['num-runs']} "
+            "run(s) per cell (seeds 45-47, not used to choose), export off; "
+            f"the app's default policy (`{bench.DEFAULT_POLICY}`), chosen on "
+            "seeds 42-44 by `bench/selection.py`, with the rows it is judged "
+            "against. Columns as in the personalization table; seconds per round "
+            "are the wall time of a round's phases, mean over rounds and runs. "
+            "Below: issue 26's "
             "checks for the default, per mix and split (README.md shows the same)."
         )
         harness.report(
@@ -148,7 +159,8 @@ def main() -> None:
             host,
             {"verdicts": found},
         )
-        harness.replace_between(README, MARKERS, headline)
+        if not args.quick:
+            harness.replace_between(README, MARKERS, headline)
         print(f"{NAME}: {recipe}/{mix}/{split}/{'+'.join(policies)} done", flush=True)
 
 

@@ -264,6 +264,22 @@ def seconds(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.1f}"
 
 
+def centralized(
+    measured: dict[tuple[str, str, str], dict[str, dict]],
+    recipe: str,
+    mix: str,
+    split: str,
+) -> float:
+    """``recipe``'s centralized limit on ``mix`` and ``split``: the better of
+    its own centralized row and ``CENTRALIZED_WITH``'s recipe's, of those
+    finished (NaN before either has)."""
+    limits = [
+        measured.get((r, mix, split), {}).get(CENTRALIZED, {}).get(f"{METRICS[0]}_mean")
+        for r in (recipe, CENTRALIZED_WITH.get(recipe, recipe))
+    ]
+    return max((v for v in limits if v is not None), default=math.nan)
+
+
 def summarize(
     measured: dict[tuple[str, str, str], dict[str, dict]],
     now: dict[str, object],
@@ -276,13 +292,6 @@ def summarize(
     rows, verdicts = [], []
     acc = "weighted_accuracy"
 
-    def centralized(recipe: str, mix: str, split: str) -> float:
-        limits = [
-            measured.get((r, mix, split), {}).get(CENTRALIZED, {}).get(f"{acc}_mean")
-            for r in (recipe, CENTRALIZED_WITH.get(recipe, recipe))
-        ]
-        return max((v for v in limits if v is not None), default=math.nan)
-
     order = {recipe: index for index, recipe in enumerate(RECIPES)}
     for (recipe, mix, split), cells in sorted(
         measured.items(),
@@ -294,7 +303,7 @@ def summarize(
     ):
         local = cells.get("local", {}).get(f"{acc}_mean", math.nan)
         full = cells.get("full-model", {}).get(f"{acc}_mean", math.nan)
-        central = centralized(recipe, mix, split)
+        central = centralized(measured, recipe, mix, split)
         fixed = {p: v[f"{acc}_mean"] for p, v in cells.items() if is_fixed_federated(p)}
         best = max(fixed, key=fixed.__getitem__, default=None)
         for policy in (*POLICIES, CENTRALIZED):

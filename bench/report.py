@@ -66,12 +66,7 @@ def verdicts(measured: dict[tuple[str, str, str], dict[str, dict]]) -> list[dict
     for (recipe, mix, split), cells in measured.items():
         if recipe != "default" or bench.DEFAULT_POLICY not in cells:
             continue
-        central = max(
-            measured.get((r, mix, split), {})
-            .get(CENTRALIZED, {})
-            .get(f"{selection.ACC}_mean", float("nan"))
-            for r in ("default", "default-clipped")
-        )
+        central = bench.centralized(measured, recipe, mix, split)
         if "local" not in cells or central != central:
             continue
         row = cells[bench.DEFAULT_POLICY]  # itself among the fixed ones, if fixed

@@ -55,6 +55,9 @@ def test_the_rule_is_applied_per_mix_and_split_and_written_to_the_readme(
     }  # 5-5-0 iid: no local row yet, no verdict
     measured[("default", "5-5-0", "natural")]["centralized"] = cell(0.91)
     [iid, natural] = report.verdicts(measured)
+    # only the clipped recipe's centralized row finished: still judged by it
+    del measured[("default", "3-3-4", "iid")]["centralized"]
+    assert report.verdicts(measured)[0]["vs_centralized"] == pytest.approx(-0.01)
     assert (iid["mix"], iid["split"]) == ("3-3-4", "iid")
     assert iid["vs_centralized"] == pytest.approx(-0.01)  # the clipped recipe's
     assert iid["within_2_points"] and iid["as_good_as_best_fixed"]

@@ -76,8 +76,9 @@ def verdicts(measured: dict[tuple[str, str, str], dict[str, dict]]) -> list[dict
     return found
 
 
-def readme_table(found: list[dict]) -> str:
-    """The README's headline: the default per mix and split, and the rule."""
+def readme_table(found: list[dict], expected: list[tuple[str, str]]) -> str:
+    """The README's headline: the default per mix and split, and the rule;
+    below it, the (mix, split) pairs of ``expected`` not judged yet."""
     rows = [
         [
             v["mix"],
@@ -99,7 +100,18 @@ def readme_table(found: list[dict]) -> str:
         "vs local (points)",
         "checks met (target: all three)",
     ]
-    return harness.markdown_table(header, rows)
+    table = harness.markdown_table(header, rows)
+    judged = {(v["mix"], v["split"]) for v in found}
+    pending = [
+        f"{mix} {split}" for mix, split in expected if (mix, split) not in judged
+    ]
+    if pending:
+        table += (
+            "\n\nNot measured yet (the report is still running): "
+            + ", ".join(pending)
+            + "."
+        )
+    return table
 
 
 def main() -> None:
@@ -134,7 +146,9 @@ def main() -> None:
         cells.update({p: bench.finals(path) for p, path in paths.items()})
         table, _ = bench.summarize(measured, now)
         found = verdicts(measured)
-        headline = readme_table(found)
+        headline = readme_table(
+            found, [(mix, split) for mix in args.mixes for split in args.splits]
+        )
         intro = (
             f"Watch, mixes {' and '.join(args.mixes)}, "
             f"{overrides['num-server-rounds']} rounds, {overrides['num-runs']} "

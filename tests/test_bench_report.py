@@ -69,12 +69,16 @@ def test_the_rule_is_applied_per_mix_and_split_and_written_to_the_readme(
 
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{report.MARKERS[0]}\nold\n{report.MARKERS[1]}\nend\n")
-    report.harness.replace_between(readme, report.MARKERS, report.readme_table([iid]))
+    expected = [("3-3-4", "iid"), ("5-5-0", "natural"), ("5-5-0", "iid")]
+    table = report.readme_table([iid], expected)
+    report.harness.replace_between(readme, report.MARKERS, table)
     text = readme.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
     assert "| 3-3-4 | iid | 0.950 ± 0.010 | -1.0 |" in text  # then vs best fixed:
     assert "| +10.0 | within 2 points" in text  # +0.0 if the default is fixed
     assert "within 2 points, as good as best fixed, beats local |" in text
+    assert "still running): 5-5-0 natural, 5-5-0 iid." in text
+    assert "still running" not in report.readme_table([iid], expected[:1])
 
 
 def test_the_readme_has_the_report_markers(report):

@@ -4,11 +4,14 @@ Run once, after ``bench/selection.py`` chose the default on seeds 42-44. Watch,
 both mixes (3-3-4, then 5-5-0), splits natural, iid and dirichlet, 60 rounds, 3
 runs (seeds 45, 46, 47), export off; per mix and split: the app's default
 policy (``[tool.flwr.app.config]``, whatever it is now), ``local``,
-``full-model`` and centralized (the default and the clipped recipe's, as
-``bench/personalization.py`` defines it), then ``private-head-fusion`` where it
-is not the default (the best fixed policy on natural and dirichlet at
-selection). The cells of ``bench/personalization.py``, in their own root so
-that they never merge with the selection rows.
+``full-model`` and centralized, trained under the clipped recipe as
+``bench/personalization.py`` trains it (``CENTRALIZED_WITH``: the default
+recipe's pooled training collapses, and a centralized cell costs three
+federated ones, one model per modality set on every client's windows), then
+``private-head-fusion`` where it is not the default (the best fixed policy on
+natural and dirichlet at selection). The cells of
+``bench/personalization.py``, in their own root so that they never merge with
+the selection rows.
 
 The table is ``bench/personalization.py``'s (seconds per round included: the
 default's extra cost next to its accuracy); below it, the selection's rule
@@ -46,8 +49,8 @@ def stages(mixes: list[str], splits: list[str]) -> list[tuple[str, str, str, tup
     """(recipe, mix, split, policies): the required rows of every mix and
     split first, then the old default where it is not the default."""
     required = [
-        ("default", (bench.DEFAULT_POLICY, "local", "full-model", CENTRALIZED)),
-        ("default-clipped", (CENTRALIZED,)),
+        ("default", (bench.DEFAULT_POLICY, "local", "full-model")),
+        (bench.CENTRALIZED_WITH["default"], (CENTRALIZED,)),
     ]
     later = [("default", (OLD_DEFAULT,))] * (bench.DEFAULT_POLICY != OLD_DEFAULT)
     return [

@@ -94,6 +94,9 @@ def test_the_old_default_runs_last_and_only_when_it_is_not_the_default(report):
         report.bench.DEFAULT_POLICY in policies or policies == ("centralized",)
         for _, _, _, policies in required
     )
+    # centralized once per mix and split, under the recipe the bench trains it
+    central = [recipe for recipe, _, _, policies in stages if "centralized" in policies]
+    assert central == ["default-clipped"] * 4
     old = [s for s in stages if report.OLD_DEFAULT in s[3]]
     if report.bench.DEFAULT_POLICY == report.OLD_DEFAULT:
         assert len(stages) == 8

@@ -75,7 +75,16 @@ def verdicts(measured: dict[tuple[str, str, str], dict[str, dict]]) -> list[dict
         row = cells[bench.DEFAULT_POLICY]  # itself among the fixed ones, if fixed
         checks = selection.verdict(split, row, cells, central)
         accuracy = bench.pm(row[f"{selection.ACC}_mean"], row[f"{selection.ACC}_std"])
-        found.append({"mix": mix, "split": split, "accuracy": accuracy, **checks})
+        all_fixed = set(selection.FIXED) <= set(cells)
+        found.append(
+            {
+                "mix": mix,
+                "split": split,
+                "accuracy": accuracy,
+                "all_fixed": all_fixed,
+                **checks,
+            }
+        )
     return found
 
 
@@ -88,7 +97,7 @@ def readme_table(found: list[dict], expected: list[tuple[str, str]]) -> str:
             v["split"],
             v["accuracy"],
             bench.points(v["vs_centralized"]),
-            bench.points(v["vs_best_fixed"]),
+            f"{bench.points(v['vs_best_fixed'])} ({v['best_fixed']})",
             bench.points(v["vs_local"]),
             ", ".join(c.replace("_", " ") for c in selection.CHECKS if v[c]) or "none",
         ]
@@ -113,6 +122,12 @@ def readme_table(found: list[dict], expected: list[tuple[str, str]]) -> str:
             "\n\nNot measured yet (the report is still running): "
             + ", ".join(pending)
             + "."
+        )
+    partial = [f"{v['mix']} {v['split']}" for v in found if not v["all_fixed"]]
+    if partial:
+        table += (
+            f" `{OLD_DEFAULT}` runs last, so on {', '.join(partial)} the best fixed "
+            "policy is the best of those run so far."
         )
     return table
 

@@ -71,6 +71,10 @@ ACC = "weighted_accuracy"
 CHECKS = ("within_2_points", "as_good_as_best_fixed", "beats_local")
 
 
+#: The fixed policies a candidate must be as good as.
+FIXED = ("private-head-fusion", "full-model")
+
+
 def verdict(split: str, row: dict, references: dict[str, dict], central: float) -> dict:
     """The rule's three checks for one candidate ``row`` on ``split``."""
     mean, std = row[f"{ACC}_mean"], row[f"{ACC}_std"]
@@ -78,10 +82,9 @@ def verdict(split: str, row: dict, references: dict[str, dict], central: float) 
     def spread(other: dict) -> float:
         return max(std, other[f"{ACC}_std"]) if other else math.nan
 
-    fixed = [
-        references[p] for p in ("private-head-fusion", "full-model") if p in references
-    ]
-    best = max(fixed, key=lambda r: r[f"{ACC}_mean"], default=None)
+    fixed = [p for p in FIXED if p in references]
+    name = max(fixed, key=lambda p: references[p][f"{ACC}_mean"], default=None)
+    best = references.get(name)
     local = references.get("local")
     margin = mean - local[f"{ACC}_mean"] if local else math.nan
     # natural: at least local, within the spread; else above it by more
@@ -89,6 +92,7 @@ def verdict(split: str, row: dict, references: dict[str, dict], central: float) 
     return {
         "vs_centralized": mean - central,
         "within_2_points": mean >= central - WITHIN,
+        "best_fixed": name,
         "vs_best_fixed": mean - best[f"{ACC}_mean"] if best else math.nan,
         "as_good_as_best_fixed": bool(best)
         and mean >= best[f"{ACC}_mean"] - spread(best),

@@ -119,7 +119,7 @@ def readme_table(found: list[dict], expected: list[tuple[str, str]]) -> str:
     ]
     if pending:
         table += (
-            "\n\nNot measured yet (the report is still running): "
+            "\n\nNot measured yet (the report has not finished): "
             + ", ".join(pending)
             + "."
         )

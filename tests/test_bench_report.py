@@ -77,7 +77,7 @@ def test_the_rule_is_applied_per_mix_and_split_and_written_to_the_readme(
     assert "| 3-3-4 | iid | 0.950 ± 0.010 | -1.0 |" in text  # then vs best fixed:
     assert "| +10.0 | within 2 points" in text  # +0.0 if the default is fixed
     assert "within 2 points, as good as best fixed, beats local |" in text
-    assert "still running): 5-5-0 natural, 5-5-0 iid." in text
+    assert "not finished): 5-5-0 natural, 5-5-0 iid." in text
     # judged against full-model alone: the best fixed so far, and said so
     assert "| -1.0 | +2.0 (full-model) | +10.0 |" in text
     assert "`private-head-fusion` runs last, so on 3-3-4 iid the best" in text
@@ -85,7 +85,7 @@ def test_the_rule_is_applied_per_mix_and_split_and_written_to_the_readme(
     [iid, _] = report.verdicts(measured)
     assert iid["best_fixed"] == "private-head-fusion"
     assert "runs last" not in report.readme_table([iid], expected[:1])
-    assert "still running" not in report.readme_table([iid], expected[:1])
+    assert "not finished" not in report.readme_table([iid], expected[:1])
 
 
 def test_the_readme_has_the_report_markers(report):

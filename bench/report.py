@@ -75,13 +75,13 @@ def verdicts(measured: dict[tuple[str, str, str], dict[str, dict]]) -> list[dict
         row = cells[bench.DEFAULT_POLICY]  # itself among the fixed ones, if fixed
         checks = selection.verdict(split, row, cells, central)
         accuracy = bench.pm(row[f"{selection.ACC}_mean"], row[f"{selection.ACC}_std"])
-        all_fixed = set(selection.FIXED) <= set(cells)
+        missing = [p for p in selection.FIXED if p not in cells]
         found.append(
             {
                 "mix": mix,
                 "split": split,
                 "accuracy": accuracy,
-                "all_fixed": all_fixed,
+                "fixed_not_run": missing,
                 **checks,
             }
         )
@@ -123,11 +123,15 @@ def readme_table(found: list[dict], expected: list[tuple[str, str]]) -> str:
             + ", ".join(pending)
             + "."
         )
-    partial = [f"{v['mix']} {v['split']}" for v in found if not v["all_fixed"]]
+    partial = [
+        f"{v['mix']} {v['split']} ({', '.join(v['fixed_not_run'])} not run yet)"
+        for v in found
+        if v["fixed_not_run"]
+    ]
     if partial:
         table += (
-            f" `{OLD_DEFAULT}` runs last, so on {', '.join(partial)} the best fixed "
-            "policy is the best of those run so far."
+            f" The best fixed policy is the best of those run so far on "
+            f"{'; '.join(partial)}."
         )
     return table
 

@@ -80,11 +80,11 @@ def test_the_rule_is_applied_per_mix_and_split_and_written_to_the_readme(
     assert "not finished): 5-5-0 natural, 5-5-0 iid." in text
     # judged against full-model alone: the best fixed so far, and said so
     assert "| -1.0 | +2.0 (full-model) | +10.0 |" in text
-    assert "`private-head-fusion` runs last, so on 3-3-4 iid the best" in text
+    assert "run so far on 3-3-4 iid (private-head-fusion not run yet)." in text
     measured[("default", "3-3-4", "iid")]["private-head-fusion"] = cell(0.96)
     [iid, _] = report.verdicts(measured)
     assert iid["best_fixed"] == "private-head-fusion"
-    assert "runs last" not in report.readme_table([iid], expected[:1])
+    assert "run so far" not in report.readme_table([iid], expected[:1])
     assert "not finished" not in report.readme_table([iid], expected[:1])
 
 

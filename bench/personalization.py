@@ -136,18 +136,20 @@ def run_cells(
     version, started = harness.code_version(), time.time()
     grid = SweepGrid(("watch",), (split,), (mix,), policies)
     cells = grid.cells(harness.APP, root, {**overrides, **RECIPES[recipe]})
-    if not run:
-        done = {c.config.policy.name: c.finished(root) for c in cells}
-    else:
+    # found ones are left out of the sweep: a summary restored from KEPT has no
+    # per-run logs for the sweep's comparison, and needs no Flower home
+    done = {c.config.policy.name: c.finished(root) for c in cells}
+    todo = [c for c in cells if done[c.config.policy.name] is None]
+    if run and todo:
         env, home = harness.isolated_env(root.with_name(root.name + "-flwr"))
         # this Python environment's bin first on PATH, Flower's per-run installs off
         env = {**env, **{k: v for k, v in this_environment().items() if k not in env}}
         env["PATH"] = this_environment()["PATH"]
         try:
-            report = run_sweep(cells, harness.APP, root, env=env)
+            report = run_sweep(todo, harness.APP, root, env=env)
         finally:
             harness.stop_processes_mentioning(str(home))
-        done = {c.config.policy.name: report.completed.get(c.name) for c in cells}
+        done |= {c.config.policy.name: report.completed.get(c.name) for c in todo}
     finished = {policy: path for policy, path in done.items() if path is not None}
     for path in finished.values():
         new = (path / AGGREGATED).stat().st_mtime >= started

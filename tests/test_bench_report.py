@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from blossom_app.common.config import toml_value
 from blossom_app.reporting.layout import COMPLETED_MARKER
 
 APP = Path(__file__).resolve().parents[1]
@@ -125,3 +126,27 @@ def test_kept_summaries_carry_each_runs_timing(report, tmp_path):
     copy = tmp_path / "kept" / experiment.relative_to(tmp_path / "runs")
     assert (copy / "run_1" / "timing.csv").is_file()
     assert bench.seconds_per_round(copy) == pytest.approx((2.5 + 4.5 + 4.0) / 3)
+
+
+def test_a_stage_restored_from_kept_summaries_runs_nothing(report, tmp_path):
+    """A fresh clone resumes from bench/report/: a finished cell restored there
+    has no per-run logs, and the stage returns it without starting Flower."""
+    bench = report.bench
+    grid = bench.SweepGrid(("watch",), ("natural",), ("3-3-4",), ("local",))
+    overrides = {**report.REPORT, **bench.RECIPES["default"]}
+    (cell,) = grid.cells(report.harness.APP, tmp_path / "runs", overrides)
+    experiment = cell.directory(tmp_path / "runs") / "20261207-000000-000000"
+    (experiment / "run_0").mkdir(parents=True)
+    config = [f"{k} = {toml_value(v)}" for k, v in sorted(cell.resolved.items())]
+    (experiment / "config.toml").write_text("\n".join(config) + "\n")
+    (experiment / COMPLETED_MARKER).write_text("round,weighted_accuracy\n60,0.9\n")
+    bench.keep(tmp_path / "runs", tmp_path / "kept")
+    bench.keep(tmp_path / "kept", tmp_path / "clone")  # what a fresh clone does
+
+    found = bench.run_cells(
+        "default", "3-3-4", "natural", ("local",), report.REPORT, tmp_path / "clone"
+    )
+
+    restored = tmp_path / "clone" / experiment.relative_to(tmp_path / "runs")
+    assert found == {"local": restored}
+    assert not (tmp_path / "clone-flwr").exists()  # no Flower home: nothing ran

@@ -79,6 +79,8 @@ def test_the_rule_is_applied_per_mix_and_split_and_written_to_the_readme(
     assert "| +10.0 | within 2 points" in text  # +0.0 if the default is fixed
     assert "within 2 points, as good as best fixed, beats local |" in text
     assert "not finished): 5-5-0 natural, 5-5-0 iid." in text
+    # on natural the local check asks only "as good as", and says so
+    assert "| -0.5 | as good as local |" in report.readme_table([natural], [])
     # judged against full-model alone: the best fixed so far, and said so
     assert "| -1.0 | +2.0 (full-model) | +10.0 |" in text
     assert "run so far on 3-3-4 iid (private-head-fusion not run yet)." in text

@@ -126,11 +126,10 @@ def readme_table(found: list[dict], expected: list[tuple[str, str]]) -> str:
     pending = [
         f"{mix} {split}" for mix, split in expected if (mix, split) not in judged
     ]
+    notes = []
     if pending:
-        table += (
-            "\n\nNot measured yet (the report has not finished): "
-            + ", ".join(pending)
-            + "."
+        notes.append(
+            f"Not measured yet (the report has not finished): {', '.join(pending)}."
         )
     partial = [
         f"{v['mix']} {v['split']} ({', '.join(v['fixed_not_run'])} not run yet)"
@@ -138,11 +137,11 @@ def readme_table(found: list[dict], expected: list[tuple[str, str]]) -> str:
         if v["fixed_not_run"]
     ]
     if partial:
-        table += (
-            f" The best fixed policy is the best of those run so far on "
+        notes.append(
+            f"The best fixed policy is the best of those run so far on "
             f"{'; '.join(partial)}."
         )
-    return table
+    return "\n\n".join([table, " ".join(notes)] if notes else [table])
 
 
 def main() -> None:

@@ -84,6 +84,8 @@ def test_the_rule_is_applied_per_mix_and_split_and_written_to_the_readme(
     # judged against full-model alone: the best fixed so far, and said so
     assert "| -1.0 | +2.0 (full-model) | +10.0 |" in text
     assert "run so far on 3-3-4 iid (private-head-fusion not run yet)." in text
+    # every pair measured, a fixed policy not run: the sentence below the table
+    assert "|\n\nThe best fixed policy is" in report.readme_table([iid], expected[:1])
     measured[("default", "3-3-4", "iid")]["private-head-fusion"] = cell(0.96)
     [iid, _] = report.verdicts(measured)
     assert iid["best_fixed"] == "private-head-fusion"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blossom_app.common.config import toml_value
 from blossom_app.reporting.layout import COMPLETED_MARKER
+from blossom_app.reporting.output import write_config
 
 APP = Path(__file__).resolve().parents[1]
 
@@ -141,8 +141,7 @@ def test_a_stage_restored_from_kept_summaries_runs_nothing(report, tmp_path):
     (cell,) = grid.cells(report.harness.APP, tmp_path / "runs", overrides)
     experiment = cell.directory(tmp_path / "runs") / "20261207-000000-000000"
     (experiment / "run_0").mkdir(parents=True)
-    config = [f"{k} = {toml_value(v)}" for k, v in sorted(cell.resolved.items())]
-    (experiment / "config.toml").write_text("\n".join(config) + "\n")
+    write_config(experiment / "config.toml", cell.resolved)
     (experiment / COMPLETED_MARKER).write_text("round,weighted_accuracy\n60,0.9\n")
     bench.keep(tmp_path / "runs", tmp_path / "kept")
     bench.keep(tmp_path / "kept", tmp_path / "clone")  # what a fresh clone does
